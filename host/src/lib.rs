@@ -1,0 +1,5 @@
+//! wharf: a daemon that keeps a directory of data files under control,
+//! with exports, retention and uploads done by sandboxed WebAssembly plugins.
+//! See ARCHITECTURE.md at the repository root for the map.
+
+pub mod runtime;

@@ -1,0 +1,6 @@
+//! wharf's integration tests, one binary so they link once.
+#![allow(clippy::unwrap_used)]
+
+mod bundled;
+mod sandbox;
+mod support;

@@ -1,0 +1,280 @@
+//! Adversarial plugins: each attack ends in the exact error class the host
+//! promises, and the host then serves other calls normally.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use wharf::runtime::{CallError, ErrorClass, LoadError, Plugin, Runtime, World};
+
+use crate::support::*;
+
+/// Runs the hostile exporter in `mode`, with one 1 MiB input file.
+fn attack(plugin: &Plugin, dir: &Path, mode: &str) -> Result<String, CallError> {
+    let input = call_file(dir, 1, &format!("input-{mode}.bin"), &vec![7u8; 1 << 20]);
+    let out = dir.join(format!("out-{mode}-{}", rand_suffix()));
+    plugin
+        .export(&entity("set"), &[input], &params(&[("mode", mode)]), &out)
+        .map(|result| result.file_name)
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+/// After an attack: the same plugin (unless quarantined) and another plugin
+/// both answer normally.
+fn assert_host_still_serves(runtime: &Runtime, plugin: &Plugin, dir: &Path) {
+    let out = dir.join(format!("ok-{}", rand_suffix()));
+    let result = plugin.export(&entity("set"), &[], &params(&[("mode", "ok")]), &out).unwrap();
+    assert_eq!(result.file_name, "ok.txt");
+    assert_eq!(std::fs::read(&out).unwrap(), b"ok");
+    let other = runtime.load(bundled("keep-last")).unwrap();
+    let batch = [file_info(1, "a", 1, Some("e"), 2), file_info(2, "b", 1, Some("e"), 1)];
+    let deletions = other.plan(&batch, &params(&[("keep", "1")])).unwrap();
+    assert_eq!(deletions.len(), 1);
+}
+
+fn setup() -> (tempfile::TempDir, Runtime, Plugin) {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let plugin = load_hostile(&runtime);
+    (dir, runtime, plugin)
+}
+
+#[test]
+fn infinite_loop_hits_the_deadline() {
+    let (dir, runtime, plugin) = setup();
+    let started = Instant::now();
+    let error = attack(&plugin, dir.path(), "loop").unwrap_err();
+    assert_eq!(error, CallError::Deadline(limits().timeout));
+    assert_eq!(error.class(), ErrorClass::Terminal);
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert_host_still_serves(&runtime, &plugin, dir.path());
+}
+
+#[test]
+fn allocating_a_gibibyte_hits_the_memory_cap() {
+    let (dir, runtime, plugin) = setup();
+    let error = attack(&plugin, dir.path(), "alloc").unwrap_err();
+    assert_eq!(error, CallError::MemoryLimit(limits().memory_bytes));
+    assert_eq!(error.class(), ErrorClass::Terminal);
+    assert_host_still_serves(&runtime, &plugin, dir.path());
+}
+
+#[test]
+fn unbounded_recursion_overflows_the_stack_and_traps() {
+    let (dir, runtime, plugin) = setup();
+    let error = attack(&plugin, dir.path(), "recurse").unwrap_err();
+    assert_eq!(error, CallError::StackOverflow);
+    assert_eq!(error.class(), ErrorClass::Terminal);
+    // Big frames exhaust Rust's shadow stack (in linear memory) first: the
+    // guest then writes below address 0, which the sandbox turns into a trap.
+    let error = attack(&plugin, dir.path(), "shadow-stack").unwrap_err();
+    assert!(matches!(&error, CallError::Trap(why) if why.contains("out of bounds")), "{error:?}");
+    assert_eq!(error.class(), ErrorClass::Terminal);
+    assert_host_still_serves(&runtime, &plugin, dir.path());
+}
+
+#[test]
+fn panic_is_a_terminal_trap() {
+    let (dir, runtime, plugin) = setup();
+    let error = attack(&plugin, dir.path(), "panic").unwrap_err();
+    assert!(matches!(error, CallError::Trap(_)), "{error:?}");
+    assert_eq!(error.class(), ErrorClass::Terminal);
+    assert_host_still_serves(&runtime, &plugin, dir.path());
+}
+
+#[test]
+fn output_over_the_cap_is_stopped_and_the_partial_file_removed() {
+    let (dir, runtime, plugin) = setup();
+    let input = call_file(dir.path(), 1, "in.bin", b"x");
+    let out = dir.path().join("partial.out");
+    let error = plugin.export(&entity("set"), &[input], &params(&[("mode", "output")]), &out).unwrap_err();
+    assert_eq!(error, CallError::OutputLimit(limits().output_bytes));
+    assert!(!out.exists(), "partial output left behind");
+    assert_host_still_serves(&runtime, &plugin, dir.path());
+}
+
+#[test]
+fn slow_host_calls_count_against_the_deadline() {
+    let (dir, runtime, plugin) = setup();
+    let started = Instant::now();
+    let error = attack(&plugin, dir.path(), "host-loop").unwrap_err();
+    assert_eq!(error, CallError::Deadline(limits().timeout));
+    // Hashing 1 MiB per host call: without host time counted it would spin forever.
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert_host_still_serves(&runtime, &plugin, dir.path());
+}
+
+#[test]
+fn reading_a_file_not_given_is_denied_even_if_the_plugin_ignores_it() {
+    let (dir, runtime, plugin) = setup();
+    let error = attack(&plugin, dir.path(), "read-other").unwrap_err();
+    assert!(matches!(&error, CallError::AccessDenied(what) if what.contains("999999")), "{error:?}");
+    assert_eq!(error.class(), ErrorClass::Terminal);
+    let error = attack(&plugin, dir.path(), "append-other").unwrap_err();
+    assert!(matches!(error, CallError::AccessDenied(_)), "{error:?}");
+    assert_host_still_serves(&runtime, &plugin, dir.path());
+}
+
+#[test]
+fn returned_names_escaping_the_directory_are_rejected() {
+    let (dir, runtime, plugin) = setup();
+    for mode in ["escape", "absolute"] {
+        let out = dir.path().join(format!("escape-{mode}"));
+        let error = plugin.export(&entity("set"), &[], &params(&[("mode", mode)]), &out).unwrap_err();
+        assert!(matches!(&error, CallError::InvalidOutput(why) if why.contains("bare file name")), "{error:?}");
+        assert!(!out.exists());
+    }
+    assert_host_still_serves(&runtime, &plugin, dir.path());
+}
+
+#[test]
+fn a_retention_plugin_loaded_as_an_exporter_is_rejected_naming_both_worlds() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let mut source = bundled("keep-last");
+    source.world = Some(World::Exporter);
+    let error = runtime.load(source).unwrap_err();
+    assert!(
+        matches!(&error, LoadError::WrongWorld { expected: World::Exporter, found: World::Retention, .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("configured as exporter but is a retention plugin"));
+    // And a plugin of one world cannot be called as another.
+    let plugin = runtime.load(bundled("keep-last")).unwrap();
+    let error = plugin.export(&entity("e"), &[], &params(&[]), &dir.path().join("x")).unwrap_err();
+    assert!(matches!(error, CallError::WrongWorld { expected: "exporter", found: "retention" }));
+}
+
+#[test]
+fn a_plugin_built_for_another_wit_version_is_rejected_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let error = runtime.load(source("future", guest(wharf_tests::FUTURE_WIT), None)).unwrap_err();
+    assert!(matches!(&error, LoadError::UnsupportedWitVersion { found, .. } if found == "0.2.0"), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("wharf:plugin@0.2.0") && message.contains("wharf:plugin@0.1.0"), "{message}");
+}
+
+#[test]
+fn bytes_not_matching_the_pinned_sha256_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let mut source = bundled("keep-last");
+    let last = source.wasm.len() - 1;
+    source.wasm[last] ^= 0xff;
+    let error = runtime.load(source).unwrap_err();
+    assert!(matches!(error, LoadError::Sha256Mismatch { .. }), "{error:?}");
+    assert!(error.to_string().contains("update the pin"));
+    // Nothing was compiled or cached for the tampered bytes.
+    let cached = std::fs::read_dir(dir.path().join("compiled")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(cached, 0);
+}
+
+#[test]
+fn a_corrupt_compiled_cache_entry_is_a_miss_not_a_failure() {
+    use wharf::runtime::CacheOutcome;
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    assert_eq!(runtime.load(bundled("keep-last")).unwrap().cache, CacheOutcome::Miss);
+    assert_eq!(runtime.load(bundled("keep-last")).unwrap().cache, CacheOutcome::Hit);
+    let cache = dir.path().join("compiled");
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "cwasm") {
+            let mut bytes = std::fs::read(&path).unwrap();
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0x55;
+            std::fs::write(&path, bytes).unwrap();
+        }
+    }
+    let plugin = runtime.load(bundled("keep-last")).unwrap();
+    assert_eq!(plugin.cache, CacheOutcome::Miss);
+    assert_eq!(plugin.plan(&[file_info(1, "a", 1, None, 0)], &params(&[("keep", "0")])).unwrap().len(), 1);
+    assert_eq!(runtime.load(bundled("keep-last")).unwrap().cache, CacheOutcome::Hit);
+    // Only this user may write artifacts that will be run as native code.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777, 0o700);
+}
+
+#[test]
+fn five_consecutive_traps_quarantine_the_plugin_until_reload() {
+    let (dir, runtime, plugin) = setup();
+    for _ in 0..5 {
+        assert!(matches!(attack(&plugin, dir.path(), "panic").unwrap_err(), CallError::Trap(_)));
+    }
+    let error = attack(&plugin, dir.path(), "ok").unwrap_err();
+    assert_eq!(error, CallError::Quarantined(5));
+    assert_eq!(error.class(), ErrorClass::Terminal);
+    // Reloading lifts it; other plugins were never affected.
+    let reloaded = load_hostile(&runtime);
+    assert_host_still_serves(&runtime, &reloaded, dir.path());
+}
+
+#[test]
+fn errors_the_plugin_returns_do_not_count_towards_quarantine() {
+    let (dir, _runtime, plugin) = setup();
+    for _ in 0..4 {
+        attack(&plugin, dir.path(), "panic").unwrap_err();
+    }
+    let error = attack(&plugin, dir.path(), "fail").unwrap_err();
+    assert_eq!(error, CallError::Transient("remote is down".into()));
+    assert_eq!(error.class(), ErrorClass::Transient);
+    for _ in 0..4 {
+        attack(&plugin, dir.path(), "panic").unwrap_err();
+    }
+    assert_eq!(attack(&plugin, dir.path(), "ok").unwrap(), "ok.txt");
+}
+
+#[test]
+fn eight_concurrent_calls_share_no_state() {
+    let (dir, _runtime, plugin) = setup();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let plugin = &plugin;
+                let dir = dir.path();
+                scope.spawn(move || {
+                    let mut seen = Vec::new();
+                    for round in 0..10 {
+                        let id = format!("e{i}r{round}");
+                        let out = dir.join(format!("count-{id}"));
+                        let result = plugin.export(&entity(&id), &[], &params(&[("mode", "count")]), &out).unwrap();
+                        assert_eq!(std::fs::read(&out).unwrap(), id.as_bytes());
+                        seen.push(result.file_name);
+                    }
+                    seen
+                })
+            })
+            .collect();
+        for (i, handle) in handles.into_iter().enumerate() {
+            for (round, name) in handle.join().unwrap().into_iter().enumerate() {
+                // A fresh store per call: the static counter is always 1.
+                assert_eq!(name, format!("count-1-e{i}r{round}"));
+            }
+        }
+    });
+}
+
+#[test]
+fn wasi_filesystem_network_and_environment_are_denied() {
+    let (dir, runtime, plugin) = setup();
+    for (mode, import) in [("fs", "wasi:filesystem"), ("net", "wasi:"), ("env", "wasi:cli/environment")] {
+        let error = attack(&plugin, dir.path(), mode).unwrap_err();
+        assert!(matches!(&error, CallError::AccessDenied(what) if what.contains(import)), "{mode}: {error:?}");
+        assert_eq!(error.class(), ErrorClass::Terminal);
+    }
+    assert_host_still_serves(&runtime, &plugin, dir.path());
+}
+
+#[test]
+fn a_retention_plugin_cannot_import_the_network() {
+    // The world check is on imports too: an uploader's `http` in a retention
+    // plugin would let a policy exfiltrate the file list.
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let report = runtime.inspect(&bundled("http-put").wasm).unwrap();
+    assert!(report.forbidden_imports(World::Retention).iter().any(|i| i.starts_with("wharf:plugin/http@")));
+    assert!(report.forbidden_imports(World::Uploader).is_empty());
+}
