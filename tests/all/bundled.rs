@@ -65,3 +65,20 @@ fn an_uploader_without_allowed_hosts_is_denied_the_network() {
     let error = plugin.upload(&file, &destination, &params(&[])).unwrap_err();
     assert!(matches!(&error, CallError::AccessDenied(what) if what.contains("127.0.0.1:9")), "{error:?}");
 }
+
+#[test]
+fn a_retention_run_plans_many_batches_on_one_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let plugin = runtime.load(bundled("keep-last")).unwrap();
+    let mut session = plugin.plan_session().unwrap();
+    let mut deleted = Vec::new();
+    for entity in 0..20u64 {
+        let batch: Vec<_> = (0..5)
+            .map(|i| file_info(entity * 10 + i, "f", 1, Some(&format!("e{entity}")), 100 - i as i64))
+            .collect();
+        deleted.extend(session.plan(&batch, &params(&[("keep", "2")])).unwrap().into_iter().map(|d| d.file));
+    }
+    assert_eq!(deleted.len(), 20 * 3);
+    assert!(deleted.contains(&192) && !deleted.contains(&191));
+}

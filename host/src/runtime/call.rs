@@ -18,6 +18,7 @@ use super::bindings::{
 };
 use super::host::{DeniedImport, HttpAccess, Output};
 use super::limits::MemoryLimiter;
+use super::bindings::retention::Retention;
 use super::registry::{Plugin, WorldPre};
 
 /// Named parameters of a call.
@@ -186,16 +187,7 @@ impl Plugin {
         let (deletions, _) = self.invoke("plan", Grants::default(), |store| {
             pre.instantiate(&mut *store)?.wharf_plugin_retention_policy().call_plan(store, batch, params)
         })?;
-        let mut ids: Vec<u64> = batch.iter().map(|f| f.id).collect();
-        ids.sort_unstable();
-        for deletion in &deletions {
-            if ids.binary_search(&deletion.file).is_err() {
-                return Err(self.invalid_output(format!(
-                    "asked to delete file {} which is not in its batch",
-                    deletion.file
-                )));
-            }
-        }
+        self.check_deletions(batch, &deletions)?;
         Ok(deletions)
     }
 
@@ -262,33 +254,48 @@ impl Plugin {
         error
     }
 
-    /// The one place a call runs: quarantine check, fresh store with limits,
-    /// the call itself, classification, trap accounting and the span.
+    /// The one place a single call runs: quarantine check, fresh store with
+    /// limits, the call itself, classification, trap accounting and the span.
     fn invoke<R>(
         &self,
         function: &'static str,
         grants: Grants,
         call: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<Result<R, PluginError>>,
     ) -> Result<(R, CallState), CallError> {
+        self.check_quarantine()?;
+        let span = self.span(function);
+        let _entered = span.enter();
+        let mut store = self.new_store(grants);
+        let started = self.arm(&mut store);
+        let outcome = call(&mut store);
+        let mut state = store.into_data();
+        self.settle(outcome, &mut state, started).map(|value| (value, state))
+    }
+
+    fn check_quarantine(&self) -> Result<(), CallError> {
         let threshold = self.runtime.config.quarantine_after;
         let traps = self.consecutive_traps.load(Ordering::Relaxed);
         if threshold > 0 && traps >= threshold {
             return Err(CallError::Quarantined(traps));
         }
-        let span = tracing::debug_span!(
+        Ok(())
+    }
+
+    fn span(&self, function: &'static str) -> tracing::Span {
+        tracing::debug_span!(
             "plugin_call",
             plugin = %self.name,
             version = %self.info.version,
             world = self.world.name(),
             function,
-        );
-        let _entered = span.enter();
-        let started = Instant::now();
-        let timeout = self.limits.timeout;
+        )
+    }
+
+    fn new_store(&self, grants: Grants) -> Store<CallState> {
         let state = CallState {
             limiter: MemoryLimiter::new(self.limits.memory_bytes),
             plugin: self.name.clone(),
-            deadline: started + timeout,
+            deadline: Instant::now() + self.limits.timeout,
             files: grants.files,
             output: grants.output,
             http: grants.http,
@@ -297,21 +304,35 @@ impl Plugin {
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_trap();
-        store.set_epoch_deadline(epoch_ticks(timeout, self.runtime.config.epoch_tick));
+        store
+    }
 
-        let outcome = call(&mut store);
-        let mut state = store.into_data();
+    /// Starts the clock of one call: the same deadline for guest time (epochs)
+    /// and host time (checked by host functions).
+    fn arm(&self, store: &mut Store<CallState>) -> Instant {
+        let started = Instant::now();
+        let state = store.data_mut();
+        state.deadline = started + self.limits.timeout;
+        state.limiter.denied = false;
+        store.set_epoch_deadline(epoch_ticks(self.limits.timeout, self.runtime.config.epoch_tick));
+        started
+    }
+
+    /// Turns how a call ended into its result, counts traps and logs once.
+    fn settle<R>(
+        &self,
+        outcome: wasmtime::Result<Result<R, PluginError>>,
+        state: &mut CallState,
+        started: Instant,
+    ) -> Result<R, CallError> {
+        let timeout = self.limits.timeout;
         let result = match outcome {
-            Ok(Ok(value)) => match state.fault.take() {
-                // A denied access fails the call even if the plugin carried on.
+            // A denied access fails the call even if the plugin carried on.
+            Ok(value) => match state.fault.take() {
                 Some(fault) => Err(fault_error(fault, &self.limits, timeout)),
-                None => Ok(value),
+                None => value.map_err(CallError::from),
             },
-            Ok(Err(plugin_error)) => match state.fault.take() {
-                Some(fault) => Err(fault_error(fault, &self.limits, timeout)),
-                None => Err(CallError::from(plugin_error)),
-            },
-            Err(error) => Err(classify(error, &mut state, &self.limits, timeout)),
+            Err(error) => Err(classify(error, state, &self.limits, timeout)),
         };
         let elapsed_us = started.elapsed().as_micros() as u64;
         match &result {
@@ -324,7 +345,34 @@ impl Plugin {
                 tracing::warn!(elapsed_us, error = %error, class = ?error.class(), "plugin call failed");
             }
         }
-        result.map(|value| (value, state))
+        result
+    }
+
+    /// Every id a retention plugin returns must come from its batch.
+    fn check_deletions(&self, batch: &[FileInfo], deletions: &[Deletion]) -> Result<(), CallError> {
+        let mut ids: Vec<u64> = batch.iter().map(|f| f.id).collect();
+        ids.sort_unstable();
+        match deletions.iter().find(|d| ids.binary_search(&d.file).is_err()) {
+            Some(stray) => Err(self.invalid_output(format!(
+                "asked to delete file {} which is not in its batch",
+                stray.file
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts a retention run: one instance that sees every batch of the run,
+    /// each `plan` call with its own deadline.
+    pub fn plan_session(&self) -> Result<PlanSession<'_>, CallError> {
+        let WorldPre::Retention(pre) = &self.pre else {
+            return Err(self.wrong_world("retention"));
+        };
+        self.check_quarantine()?;
+        let mut store = self.new_store(Grants::default());
+        let started = self.arm(&mut store);
+        let instantiated = pre.instantiate(&mut store).map(Ok);
+        let instance = self.settle(instantiated, store.data_mut(), started)?;
+        Ok(PlanSession { plugin: self, store, instance, broken: false })
     }
 
     /// Counts consecutive traps; quarantines at the threshold.
@@ -337,6 +385,35 @@ impl Plugin {
         if traps == self.runtime.config.quarantine_after {
             tracing::error!(plugin = %self.name, traps, "plugin quarantined until plugins are reloaded");
         }
+    }
+}
+
+/// A retention run on one instance (see [`Plugin::plan_session`]).
+pub struct PlanSession<'a> {
+    plugin: &'a Plugin,
+    store: Store<CallState>,
+    instance: Retention,
+    broken: bool,
+}
+
+impl PlanSession<'_> {
+    /// Plans one batch. After a trap the instance is gone and every later
+    /// call of the session fails.
+    pub fn plan(&mut self, batch: &[FileInfo], params: &Params) -> Result<Vec<Deletion>, CallError> {
+        if self.broken {
+            return Err(CallError::Trap("an earlier batch of this run trapped".into()));
+        }
+        let plugin = self.plugin;
+        plugin.check_quarantine()?;
+        let span = plugin.span("plan");
+        let _entered = span.enter();
+        let started = plugin.arm(&mut self.store);
+        let outcome = self.instance.wharf_plugin_retention_policy().call_plan(&mut self.store, batch, params);
+        let result = plugin.settle(outcome, self.store.data_mut(), started);
+        self.broken = result.as_ref().is_err_and(CallError::is_trap);
+        let deletions = result?;
+        plugin.check_deletions(batch, &deletions)?;
+        Ok(deletions)
     }
 }
 

@@ -20,7 +20,7 @@ pub use bindings::{
     UploadResult,
 };
 pub use cache::CacheOutcome;
-pub use call::{CallError, CallFile, ErrorClass, Params};
+pub use call::{CallError, CallFile, ErrorClass, Params, PlanSession};
 pub use engine::{Allocator, Runtime, RuntimeConfig};
 pub use inspect::{ComponentReport, WIT_VERSION, World, wit_version_supported};
 pub use limits::Limits;
