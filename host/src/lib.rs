@@ -2,4 +2,11 @@
 //! with exports, retention and uploads done by sandboxed WebAssembly plugins.
 //! See ARCHITECTURE.md at the repository root for the map.
 
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod index;
+pub mod plugins;
 pub mod runtime;
+pub mod scaffold;
+pub mod store;

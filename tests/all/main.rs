@@ -2,5 +2,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod bundled;
+mod cli;
 mod sandbox;
 mod support;

@@ -26,6 +26,7 @@ pub use inspect::{ComponentReport, WIT_VERSION, World, wit_version_supported};
 pub use limits::Limits;
 pub use manifest::{ManifestError, read_plugin_dir, validate_limits};
 pub use registry::{LoadError, Plugin, PluginSource, Registry};
+pub(crate) use registry::sha256_hex;
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/bundled.rs"));

@@ -1,0 +1,377 @@
+//! Plugin-runtime benchmarks of wharf alone (the Extism comparison lives in
+//! `benches/extism-peer`, outside the workspace).
+//!
+//! `cargo bench -p wharf --bench runtime` runs everything in a few minutes
+//! and ends with a table of medians and the ratios the targets are stated
+//! in (see BENCHMARKS.md). Every figure is the median of criterion's samples
+//! (each sample: total time / iterations of that sample).
+#![allow(clippy::unwrap_used)]
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
+use wharf::runtime::{
+    Allocator, CacheOutcome, Deletion, FileInfo, Limits, Params, PluginSource, Runtime, RuntimeConfig,
+};
+
+/// 1,000,000 records in 100 batches of 10,000.
+const RECORDS: usize = 1_000_000;
+const BATCH: usize = 10_000;
+/// Each entity has this many files; with `keep = KEEP` one file in a hundred
+/// is planned for deletion (10,000 deletions in all).
+const FILES_PER_ENTITY: usize = 100;
+const KEEP: u64 = 99;
+
+fn limits() -> Limits {
+    Limits {
+        memory_bytes: 64 << 20,
+        timeout: Duration::from_secs(5),
+        output_bytes: 1 << 20,
+        http_response_bytes: 1 << 20,
+    }
+}
+
+fn runtime(allocator: Allocator, cache_dir: Option<PathBuf>) -> Runtime {
+    Runtime::new(RuntimeConfig {
+        allocator,
+        max_instances: 32,
+        max_memory_bytes: 1 << 30,
+        compiled_cache_dir: cache_dir,
+        quarantine_after: 5,
+        epoch_tick: Duration::from_millis(2),
+    })
+    .expect("the runtime starts")
+}
+
+fn keep_last_source() -> PluginSource {
+    wharf::runtime::bundled(limits())
+        .into_iter()
+        .find(|source| source.name == "keep-last")
+        .expect("keep-last is bundled")
+}
+
+/// Batches ordered by (entity, created desc) that never split an entity, as
+/// the retention runner hands them out.
+fn batches() -> Vec<Vec<FileInfo>> {
+    let sha = "ab".repeat(32);
+    (0..RECORDS)
+        .map(|i| {
+            let entity = i / FILES_PER_ENTITY;
+            let created_ms = 1_700_000_000_000 - (i % FILES_PER_ENTITY) as i64 * 60_000;
+            FileInfo {
+                id: i as u64 + 1,
+                name: format!("entity-{entity:06}/{i:08}.dat"),
+                size: 4096 + (i as u64 % 1000),
+                mtime_ms: created_ms,
+                sha256: sha.clone(),
+                kind: "capture".into(),
+                entity: Some(format!("entity-{entity:06}")),
+                created_ms,
+            }
+        })
+        .collect::<Vec<_>>()
+        .chunks(BATCH)
+        .map(<[FileInfo]>::to_vec)
+        .collect()
+}
+
+fn keep_params() -> Params {
+    vec![("keep".into(), KEEP.to_string())]
+}
+
+/// The keep-last plugin's logic in native Rust (the floor of the 1M bench).
+fn native_keep_last(batch: &[FileInfo], keep: u64) -> Vec<Deletion> {
+    let mut deletions = Vec::new();
+    let mut current: Option<&Option<String>> = None;
+    let mut seen = 0u64;
+    for file in batch {
+        if current != Some(&file.entity) {
+            current = Some(&file.entity);
+            seen = 0;
+        }
+        seen += 1;
+        if seen > keep {
+            deletions.push(Deletion {
+                file: file.id,
+                reason: format!("keep-last: older than the newest {keep} of its entity"),
+            });
+        }
+    }
+    deletions
+}
+
+thread_local! {
+    /// Every (iterations, elapsed) criterion asked of a benchmark, warm-up included.
+    static SAMPLES: RefCell<BTreeMap<String, Vec<(u64, Duration)>>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// Runs `routine` through criterion's `iter_custom` and remembers the
+/// samples, so the summary can print medians and ratios.
+fn bench(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    group_name: &str,
+    id: &str,
+    mut routine: impl FnMut(u64) -> Duration,
+) {
+    let key = format!("{group_name}/{id}");
+    group.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            let elapsed = routine(iters);
+            SAMPLES.with(|s| s.borrow_mut().entry(key.clone()).or_default().push((iters, elapsed)));
+            elapsed
+        });
+    });
+}
+
+/// Times `iters` runs of `f`.
+fn timed(iters: u64, mut f: impl FnMut()) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    start.elapsed()
+}
+
+fn trivial_calls(c: &mut Criterion) {
+    let name = "trivial_call";
+    let mut group = c.benchmark_group(name);
+    group.sample_size(50).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    let empty: Params = Vec::new();
+    for (allocator, label) in [(Allocator::Pooling, "pooling"), (Allocator::OnDemand, "on_demand")] {
+        let runtime = runtime(allocator, None);
+        let plugin = runtime.load(keep_last_source()).expect("keep-last loads");
+        // The trivial call of an SDK-built plugin: keep-last `plan` on an
+        // empty batch, each call on a fresh store from the InstancePre.
+        bench(&mut group, name, &format!("fresh_store/{label}"), |iters| {
+            timed(iters, || {
+                black_box(plugin.plan(black_box(&[]), &empty).unwrap());
+            })
+        });
+        // The same call on one reused instance.
+        let mut session = plugin.plan_session().unwrap();
+        bench(&mut group, name, &format!("reused_instance/{label}"), |iters| {
+            timed(iters, || {
+                black_box(session.plan(black_box(&[]), &empty).unwrap());
+            })
+        });
+    }
+    group.finish();
+}
+
+fn plan_million(c: &mut Criterion) {
+    let name = "plan_1m_records";
+    let batches = batches();
+    let params = keep_params();
+    let runtime = runtime(Allocator::Pooling, None);
+    let plugin = runtime.load(keep_last_source()).expect("keep-last loads");
+    let expected: usize = batches.iter().map(|b| native_keep_last(b, KEEP).len()).sum();
+    let planned: usize = batches.iter().map(|b| plugin.plan(b, &params).unwrap().len()).sum();
+    assert_eq!(planned, expected, "the plugin and the native loop must agree");
+
+    let mut group = c.benchmark_group(name);
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(8));
+    bench(&mut group, name, "fresh_store_per_batch", |iters| {
+        timed(iters, || {
+            for batch in &batches {
+                black_box(plugin.plan(batch, &params).unwrap());
+            }
+        })
+    });
+    bench(&mut group, name, "one_session", |iters| {
+        timed(iters, || {
+            let mut session = plugin.plan_session().unwrap();
+            for batch in &batches {
+                black_box(session.plan(batch, &params).unwrap());
+            }
+        })
+    });
+    bench(&mut group, name, "native_rust", |iters| {
+        timed(iters, || {
+            for batch in &batches {
+                black_box(native_keep_last(black_box(batch), KEEP));
+            }
+        })
+    });
+    group.finish();
+}
+
+fn loading(c: &mut Criterion) {
+    let name = "load";
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let cache_dir = dir.path().join("compiled");
+    let runtime = runtime(Allocator::Pooling, Some(cache_dir.clone()));
+    let source = keep_last_source();
+    let first = runtime.load(source.clone()).expect("keep-last loads");
+    assert_eq!(first.cache, CacheOutcome::Miss);
+    drop(first);
+    let artifact = only_artifact(&cache_dir);
+    let artifact_bytes = std::fs::read(&artifact).expect("the artifact is readable");
+    let engine = engine_like_runtime();
+
+    let mut group = c.benchmark_group(name);
+    group.sample_size(30).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    // Everything `Runtime::load` does on a cache hit: sha256 of the wasm,
+    // read + sha256 check + deserialize of the artifact, inspection, linking,
+    // InstancePre, and the `describe` call.
+    bench(&mut group, name, "compiled_cache_hit", |iters| {
+        timed(iters, || {
+            let plugin = runtime.load(source.clone()).unwrap();
+            debug_assert_eq!(plugin.cache, CacheOutcome::Hit);
+            black_box(plugin);
+        })
+    });
+    // Just wasmtime's deserialize of the same artifact (already in memory).
+    bench(&mut group, name, "deserialize_only", |iters| {
+        timed(iters, || {
+            black_box(deserialize(&engine, &artifact_bytes));
+        })
+    });
+    // The parts of a cache hit that are not wasmtime's.
+    bench(&mut group, name, "sha256_wasm", |iters| {
+        timed(iters, || {
+            black_box(<sha2::Sha256 as sha2::Digest>::digest(black_box(&source.wasm)));
+        })
+    });
+    bench(&mut group, name, "read_and_sha256_artifact", |iters| {
+        timed(iters, || {
+            let bytes = std::fs::read(&artifact).unwrap();
+            black_box(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        })
+    });
+    group.finish();
+    println!(
+        "load: keep-last wasm {} bytes, compiled artifact {} bytes",
+        source.wasm.len(),
+        artifact_bytes.len()
+    );
+}
+
+fn only_artifact(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir)
+        .expect("the cache directory exists")
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "cwasm"))
+        .expect("the first load cached the compiled plugin")
+}
+
+/// An engine whose settings match the runtime's (`host/src/runtime/engine.rs`)
+/// in everything that makes an artifact loadable.
+fn engine_like_runtime() -> wasmtime::Engine {
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true).epoch_interruption(true).concurrency_support(false);
+    let mut pool = wasmtime::PoolingAllocationConfig::default();
+    pool.total_component_instances(32)
+        .total_core_instances(128)
+        .total_memories(64)
+        .total_tables(128)
+        .max_memories_per_component(2)
+        .max_memory_size(1 << 30);
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    wasmtime::Engine::new(&config).expect("the engine starts")
+}
+
+fn deserialize(engine: &wasmtime::Engine, bytes: &[u8]) -> wasmtime::component::Component {
+    // SAFETY: the bytes are an artifact the runtime compiled and cached a
+    // moment ago with an engine of the same settings.
+    #[allow(unsafe_code)]
+    unsafe {
+        wasmtime::component::Component::deserialize(engine, bytes).expect("the cached artifact deserializes")
+    }
+}
+
+/// Median per-iteration time of a benchmark's measured samples (the last
+/// `sample_size` calls; the ones before are criterion's warm-up).
+fn median(key: &str, sample_size: usize) -> Option<Duration> {
+    SAMPLES.with(|s| {
+        let samples = s.borrow();
+        let all = samples.get(key)?;
+        let measured = &all[all.len().saturating_sub(sample_size)..];
+        let mut per_iter: Vec<f64> =
+            measured.iter().map(|(iters, elapsed)| elapsed.as_secs_f64() / *iters as f64).collect();
+        per_iter.sort_by(f64::total_cmp);
+        let mid = per_iter.len() / 2;
+        let value = if per_iter.len() % 2 == 0 { (per_iter[mid - 1] + per_iter[mid]) / 2.0 } else { per_iter[mid] };
+        Some(Duration::from_secs_f64(value))
+    })
+}
+
+fn show(d: Duration) -> String {
+    let ns = d.as_nanos() as f64;
+    if ns >= 1e6 { format!("{:.2} ms", ns / 1e6) } else { format!("{:.2} µs", ns / 1e3) }
+}
+
+fn summary() {
+    let rows: [(&str, usize, Option<Duration>); 10] = [
+        ("trivial_call/fresh_store/pooling", 50, Some(Duration::from_micros(5))),
+        ("trivial_call/fresh_store/on_demand", 50, None),
+        ("trivial_call/reused_instance/pooling", 50, None),
+        ("trivial_call/reused_instance/on_demand", 50, None),
+        ("plan_1m_records/fresh_store_per_batch", 10, Some(Duration::from_millis(40))),
+        ("plan_1m_records/one_session", 10, None),
+        ("plan_1m_records/native_rust", 10, None),
+        ("load/compiled_cache_hit", 30, Some(Duration::from_micros(50))),
+        ("load/deserialize_only", 30, None),
+        ("load/sha256_wasm", 30, None),
+    ];
+    let extra = [("load/read_and_sha256_artifact", 30)];
+    println!("\n== wharf runtime benchmarks: medians ==");
+    let mut medians = BTreeMap::new();
+    for (key, n, target) in rows {
+        let Some(m) = median(key, n) else { continue };
+        medians.insert(key, m);
+        let verdict = match target {
+            Some(t) if m <= t => format!("target ≤ {}: met", show(t)),
+            Some(t) => format!("target ≤ {}: MISSED", show(t)),
+            None => String::new(),
+        };
+        println!("{key:<42} {:>12}   {verdict}", show(m));
+    }
+    for (key, n) in extra {
+        if let Some(m) = median(key, n) {
+            medians.insert(key, m);
+            println!("{key:<42} {:>12}", show(m));
+        }
+    }
+    println!("\n== ratios ==");
+    let ratio = |a: &str, b: &str, what: &str| {
+        if let (Some(x), Some(y)) = (medians.get(a), medians.get(b)) {
+            println!("{what:<58} {:>7.2}x", x.as_secs_f64() / y.as_secs_f64());
+        }
+    };
+    ratio(
+        "trivial_call/fresh_store/on_demand",
+        "trivial_call/fresh_store/pooling",
+        "fresh store: on-demand / pooling",
+    );
+    ratio(
+        "trivial_call/fresh_store/pooling",
+        "trivial_call/reused_instance/pooling",
+        "pooling: fresh store / reused instance",
+    );
+    ratio(
+        "plan_1m_records/fresh_store_per_batch",
+        "plan_1m_records/native_rust",
+        "1M records: fresh store per batch / native Rust",
+    );
+    ratio("plan_1m_records/one_session", "plan_1m_records/native_rust", "1M records: one session / native Rust");
+    ratio(
+        "plan_1m_records/fresh_store_per_batch",
+        "plan_1m_records/one_session",
+        "1M records: fresh store per batch / one session",
+    );
+    ratio("load/compiled_cache_hit", "load/deserialize_only", "cache-hit load / deserialize only");
+}
+
+fn main() {
+    let mut criterion = Criterion::default().configure_from_args();
+    trivial_calls(&mut criterion);
+    plan_million(&mut criterion);
+    loading(&mut criterion);
+    criterion.final_summary();
+    summary();
+}

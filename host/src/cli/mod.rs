@@ -1,0 +1,134 @@
+//! The `wharf` command line: argument parsing and output only; the work is
+//! done by the library modules. Errors become exit codes in exactly one
+//! place, [`main`].
+
+mod init;
+mod plugin;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::scaffold;
+use crate::store::DataDir;
+
+/// wharf keeps a directory of data files under control: it indexes them in
+/// SQLite, and runs export formats, retention policies and uploaders as
+/// sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "wharf", version, about, long_about = None)]
+pub struct Cli {
+    /// The data directory: index, plugins, caches and tracked files.
+    #[arg(long, env = "WHARF_DATA_DIR", default_value = "./wharf-data", global = true)]
+    pub data_dir: PathBuf,
+    /// Configuration file [default: DATA_DIR/wharf.toml; missing means defaults].
+    #[arg(long, env = "WHARF_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr. Verbosity comes from WHARF_LOG (e.g. `debug`, `wharf=trace`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the data directory, a wharf.toml with every default, and the index.
+    Init,
+    /// Run the daemon until SIGTERM or Ctrl-C (SIGHUP reloads plugins).
+    Run,
+    /// Manage plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// List the plugins the daemon would load (exit code 1 if any fails to load).
+    List,
+    /// Show a component's world, WIT version, sha256, imports and parameters.
+    Inspect {
+        /// The plugin's .wasm file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a new plugin crate that builds to wasm and passes its own test.
+    New {
+        /// exporter, retention or uploader.
+        kind: crate::runtime::World,
+        /// Crate name: lower-case letters, digits and dashes.
+        name: String,
+        /// Directory to create the crate in [default: ./NAME].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Path of the wharf-sdk crate [default: the SDK of this wharf's source tree].
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+}
+
+/// Parses the arguments, runs the command and maps the outcome to an exit
+/// code: 0 success, 1 the command ran and found problems, 2 an error.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match execute(cli) {
+        Ok(code) => code,
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs a parsed command line; the tests call this directly.
+pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+    let data_dir = DataDir::new(&cli.data_dir);
+    let config_path = cli.config.clone().unwrap_or_else(|| data_dir.config_path());
+    let config = || Config::load(&config_path);
+    match cli.command {
+        Command::Init => init::init(&data_dir, &config_path),
+        Command::Run => run::run(data_dir, config()?),
+        Command::Plugin(PluginCommand::List) => plugin::list(&data_dir, &config()?),
+        Command::Plugin(PluginCommand::Inspect { file, json }) => plugin::inspect(&file, json),
+        Command::Plugin(PluginCommand::New { kind, name, dir, sdk }) => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let sdk = sdk.unwrap_or_else(scaffold::default_sdk_path);
+            scaffold::new_plugin(kind, &name, &dir, &sdk)?;
+            println!("created {kind} plugin `{name}` in {}", dir.display());
+            println!("  test it:   cd {} && cargo test", dir.display());
+            println!("  build it:  cargo build --release --target wasm32-wasip2");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}

@@ -1,0 +1,179 @@
+//! `wharf.toml`: every setting, its default (defined here, once) and its
+//! validation. A missing file means all defaults; an unknown key, a zero or
+//! an absurd value is rejected with a message naming the key.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::{Allocator, Limits, RuntimeConfig, validate_limits};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub plugins: PluginsConfig,
+}
+
+/// `[plugins]`: the sandbox every plugin call runs in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Linear memory one plugin call may use, in bytes (default 64 MiB).
+    pub memory_bytes: u64,
+    /// Wall-clock budget of one plugin call, guest and host time together,
+    /// in milliseconds (default 30 s).
+    pub timeout_ms: u64,
+    /// Largest output of one export, in bytes (default 64 GiB).
+    pub output_bytes: u64,
+    /// Largest HTTP response body handed to an uploader, in bytes (default 1 MiB).
+    pub http_response_bytes: u64,
+    /// Upper bound of any plugin's `memory_bytes`; sizes the instance pool's
+    /// address-space reservation (default 1 GiB).
+    pub max_memory_bytes: u64,
+    /// Plugin instances alive at once (default 64).
+    pub max_instances: u32,
+    /// Consecutive trapping calls after which a plugin is quarantined until
+    /// the next reload (default 5).
+    pub quarantine_after: u32,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            memory_bytes: 64 << 20,
+            timeout_ms: 30_000,
+            output_bytes: 64 << 30,
+            http_response_bytes: 1 << 20,
+            max_memory_bytes: 1 << 30,
+            max_instances: 64,
+            quarantine_after: 5,
+        }
+    }
+}
+
+/// A configuration that cannot be used, with the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path} is not a valid wharf configuration: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Config {
+    /// Reads and validates `path`; a missing file is the default configuration.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(source) => return Err(ConfigError::Read { path: shown, source }),
+        };
+        Config::parse(&text).map_err(|err| match err {
+            ConfigError::Parse { message, .. } => ConfigError::Parse { path: shown.clone(), message },
+            ConfigError::Invalid { message, .. } => ConfigError::Invalid { path: shown.clone(), message },
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text)
+            .map_err(|err| ConfigError::Parse { path: String::new(), message: err.to_string() })?;
+        config.validate().map_err(|message| ConfigError::Invalid { path: String::new(), message })?;
+        Ok(config)
+    }
+
+    /// Checks every value; the message names the key and the allowed range.
+    pub fn validate(&self) -> Result<(), String> {
+        let plugins = &self.plugins;
+        if !((16 << 20)..=(16u64 << 30)).contains(&plugins.max_memory_bytes) {
+            return Err(format!(
+                "plugins.max_memory_bytes = {} must be between 16 MiB and 16 GiB",
+                plugins.max_memory_bytes
+            ));
+        }
+        if !(1..=10_000).contains(&plugins.max_instances) {
+            return Err(format!("plugins.max_instances = {} must be between 1 and 10000", plugins.max_instances));
+        }
+        if !(1..=1000).contains(&plugins.quarantine_after) {
+            return Err(format!(
+                "plugins.quarantine_after = {} must be between 1 and 1000",
+                plugins.quarantine_after
+            ));
+        }
+        validate_limits(&self.plugin_limits(), plugins.max_memory_bytes).map_err(|err| format!("plugins.{err}"))
+    }
+
+    /// The limits every plugin gets unless its manifest says otherwise.
+    pub fn plugin_limits(&self) -> Limits {
+        Limits {
+            memory_bytes: self.plugins.memory_bytes,
+            timeout: Duration::from_millis(self.plugins.timeout_ms),
+            output_bytes: self.plugins.output_bytes,
+            http_response_bytes: self.plugins.http_response_bytes,
+        }
+    }
+
+    /// The runtime this configuration asks for, caching compiled plugins in
+    /// `compiled_cache_dir`.
+    pub fn runtime_config(&self, compiled_cache_dir: &Path) -> RuntimeConfig {
+        RuntimeConfig {
+            allocator: Allocator::Pooling,
+            max_instances: self.plugins.max_instances,
+            max_memory_bytes: self.plugins.max_memory_bytes,
+            compiled_cache_dir: Some(compiled_cache_dir.to_path_buf()),
+            quarantine_after: self.plugins.quarantine_after,
+            epoch_tick: Duration::from_millis(5),
+        }
+    }
+
+    /// The configuration as TOML, every key present: what `wharf init` writes.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_all_defaults_and_defaults_are_valid() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn written_defaults_read_back_identically() {
+        let text = Config::default().to_toml();
+        assert!(text.contains("timeout_ms = 30000"), "{text}");
+        assert_eq!(Config::parse(&text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_naming_them() {
+        let err = Config::parse("[plugins]\ntimeout = 5\n").unwrap_err().to_string();
+        assert!(err.contains("timeout"), "{err}");
+    }
+
+    #[test]
+    fn absurd_values_are_rejected_naming_the_key() {
+        for (text, key) in [
+            ("[plugins]\ntimeout_ms = 0", "timeout_ms"),
+            ("[plugins]\nmemory_bytes = 10", "memory_bytes"),
+            ("[plugins]\nmemory_bytes = 4294967296", "memory_bytes"),
+            ("[plugins]\nmax_instances = 0", "max_instances"),
+            ("[plugins]\nquarantine_after = 0", "quarantine_after"),
+            ("[plugins]\noutput_bytes = 0", "output_bytes"),
+        ] {
+            let err = Config::parse(text).unwrap_err().to_string();
+            assert!(err.contains(&format!("plugins.{key}")), "{text}: {err}");
+        }
+        let err = Config::parse("[plugins]\ntimeout_ms = -1").unwrap_err().to_string();
+        assert!(err.contains("timeout_ms"), "{err}");
+    }
+}

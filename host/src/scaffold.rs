@@ -1,0 +1,276 @@
+//! `wharf plugin new`: a plugin crate that builds to wasm32-wasip2 with the
+//! SDK and passes its own test, for each world.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::runtime::World;
+
+/// The SDK of the source tree this wharf was built from.
+pub fn default_sdk_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("sdk")
+}
+
+/// Creates the crate `name` in `dir` (which must not exist or be empty).
+pub fn new_plugin(kind: World, name: &str, dir: &Path, sdk: &Path) -> anyhow::Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        anyhow::bail!("plugin name {name:?} is not valid: use lower-case letters, digits and dashes, starting with a letter");
+    }
+    let sdk = sdk
+        .canonicalize()
+        .with_context(|| format!("the wharf SDK was not found at {}; pass --sdk PATH", sdk.display()))?;
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        anyhow::bail!("{} already exists and is not empty; choose another --dir", dir.display());
+    }
+    std::fs::create_dir_all(dir.join("src")).with_context(|| format!("cannot create {}", dir.display()))?;
+    let type_name = type_name(name);
+    let files = [
+        ("Cargo.toml", cargo_toml(name, &sdk)),
+        ("rust-toolchain.toml", TOOLCHAIN.to_owned()),
+        (".gitignore", "/target\n".to_owned()),
+        ("src/lib.rs", lib_rs(kind, name, &type_name)),
+        ("README.md", readme(kind, name)),
+    ];
+    for (file, content) in files {
+        std::fs::write(dir.join(file), content).with_context(|| format!("cannot write {file}"))?;
+    }
+    Ok(())
+}
+
+fn type_name(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map_or_else(String::new, |first| first.to_ascii_uppercase().to_string() + chars.as_str())
+        })
+        .collect()
+}
+
+const TOOLCHAIN: &str = "[toolchain]\nchannel = \"1.95.0\"\ntargets = [\"wasm32-wasip2\"]\n";
+
+fn cargo_toml(name: &str, sdk: &Path) -> String {
+    format!(
+        r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+
+# A plugin is built on its own, not as part of an enclosing workspace.
+[workspace]
+
+[lib]
+crate-type = ["cdylib", "rlib"]
+
+[dependencies]
+wharf-sdk = {{ path = {sdk:?} }}
+
+[profile.release]
+opt-level = "s"
+lto = true
+codegen-units = 1
+strip = true
+panic = "abort"
+"#,
+        sdk = sdk.display().to_string()
+    )
+}
+
+fn readme(kind: World, name: &str) -> String {
+    format!(
+        "# {name}\n\nA wharf {kind} plugin.\n\n```sh\ncargo test                                      # unit tests with the SDK's mock host\n\
+         cargo build --release --target wasm32-wasip2    # target/wasm32-wasip2/release/{file}.wasm\n\
+         wharf plugin inspect target/wasm32-wasip2/release/{file}.wasm\n```\n\n\
+         To install it, copy the .wasm into the data directory's `plugins/` and write `plugins/{name}.toml`:\n\n\
+         ```toml\nwasm = \"{file}.wasm\"\nsha256 = \"<sha256sum of the .wasm>\"\nworld = \"{kind}\"\n```\n",
+        file = name.replace('-', "_")
+    )
+}
+
+fn lib_rs(kind: World, name: &str, type_name: &str) -> String {
+    let body = match kind {
+        World::Exporter => EXPORTER,
+        World::Retention => RETENTION,
+        World::Uploader => UPLOADER,
+    };
+    body.replace("{{NAME}}", name).replace("{{TYPE}}", type_name)
+}
+
+const EXPORTER: &str = r#"//! {{NAME}}: a wharf export format. This one writes a manifest line per
+//! file followed by the file's bytes, which the host appends itself.
+
+use wharf_sdk::output::{append_file, write};
+use wharf_sdk::{EntityInfo, ExportResult, Exporter, FileInfo, Params, PluginError, PluginInfo};
+
+pub struct {{TYPE}};
+
+impl Exporter for {{TYPE}} {
+    fn describe() -> PluginInfo {
+        wharf_sdk::plugin_info("{{NAME}}", env!("CARGO_PKG_VERSION"), "Concatenates an entity's files.", &[])
+    }
+
+    fn run(entity: EntityInfo, files: Vec<FileInfo>, _params: Params) -> Result<ExportResult, PluginError> {
+        for file in &files {
+            write(format!("{} {}\n", file.name, file.size).as_bytes())?;
+            append_file(file.id, 0, file.size)?;
+        }
+        Ok(ExportResult { file_name: format!("{}.txt", entity.id), media_type: "text/plain".into() })
+    }
+}
+
+wharf_sdk::export_exporter!({{TYPE}});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_sdk::mock::MockHost;
+
+    #[test]
+    fn writes_each_file_after_its_header() {
+        let file = FileInfo {
+            id: 1, name: "a.txt".into(), size: 2, mtime_ms: 0, sha256: String::new(),
+            kind: "capture".into(), entity: None, created_ms: 0,
+        };
+        let entity = EntityInfo { id: "set".into(), version: 1, last_export_ms: None };
+        let mut host = MockHost::new().with_file(1, b"hi".to_vec());
+        let result = host.run(|| {{TYPE}}::run(entity, vec![file], vec![])).unwrap();
+        assert_eq!(result.file_name, "set.txt");
+        assert_eq!(host.output, b"a.txt 2\nhi");
+    }
+}
+"#;
+
+const RETENTION: &str = r#"//! {{NAME}}: a wharf retention policy. This one deletes files older than
+//! `max_age_ms` (a parameter).
+
+use wharf_sdk::{Deletion, FileInfo, Params, PluginError, PluginInfo, Retention, param_parse};
+
+pub struct {{TYPE}};
+
+impl Retention for {{TYPE}} {
+    fn describe() -> PluginInfo {
+        wharf_sdk::plugin_info(
+            "{{NAME}}",
+            env!("CARGO_PKG_VERSION"),
+            "Deletes files older than max_age_ms.",
+            &[("max_age_ms", "age after which a file may go", Some("604800000"))],
+        )
+    }
+
+    fn plan(batch: Vec<FileInfo>, params: Params) -> Result<Vec<Deletion>, PluginError> {
+        let max_age_ms: i64 = param_parse(&params, "max_age_ms", Some(604_800_000))?;
+        let cutoff = wharf_sdk::host::now_ms() - max_age_ms;
+        Ok(batch
+            .into_iter()
+            .filter(|file| file.created_ms < cutoff)
+            .map(|file| Deletion { file: file.id, reason: format!("older than {max_age_ms} ms") })
+            .collect())
+    }
+}
+
+wharf_sdk::export_retention!({{TYPE}});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_sdk::mock::MockHost;
+
+    fn file(id: u64, created_ms: i64) -> FileInfo {
+        FileInfo {
+            id, name: format!("{id}"), size: 1, mtime_ms: created_ms, sha256: String::new(),
+            kind: "capture".into(), entity: None, created_ms,
+        }
+    }
+
+    #[test]
+    fn deletes_only_old_files() {
+        let mut host = MockHost::new().with_now_ms(10_000);
+        let params = vec![("max_age_ms".to_string(), "1000".to_string())];
+        let deleted = host.run(|| {{TYPE}}::plan(vec![file(1, 9_500), file(2, 100)], params)).unwrap();
+        assert_eq!(deleted.iter().map(|d| d.file).collect::<Vec<_>>(), vec![2]);
+    }
+}
+"#;
+
+const UPLOADER: &str = r#"//! {{NAME}}: a wharf uploader. This one PUTs each file to
+//! `<destination>/<sha256>`; the host streams the body from disk.
+
+use wharf_sdk::http::{Body, FileRange, Request, send};
+use wharf_sdk::{Destination, FileInfo, Params, PluginError, PluginInfo, UploadResult, Uploader};
+
+pub struct {{TYPE}};
+
+impl Uploader for {{TYPE}} {
+    fn describe() -> PluginInfo {
+        wharf_sdk::plugin_info("{{NAME}}", env!("CARGO_PKG_VERSION"), "Uploads files with HTTP PUT.", &[])
+    }
+
+    fn run(file: FileInfo, destination: Destination, _params: Params) -> Result<UploadResult, PluginError> {
+        let url = format!("{}/{}", destination.url.trim_end_matches('/'), file.sha256);
+        let request = Request {
+            method: "PUT".into(),
+            url: url.clone(),
+            headers: vec![],
+            body: Body::FileRange(FileRange { file: file.id, offset: 0, len: file.size }),
+        };
+        match send(&request)?.status {
+            200..=299 => Ok(UploadResult { remote_ref: url, remote_sha256: None }),
+            status @ (429 | 500..=599) => Err(PluginError::Transient(format!("{url}: {status}"))),
+            status => Err(PluginError::Terminal(format!("{url}: {status}"))),
+        }
+    }
+}
+
+wharf_sdk::export_uploader!({{TYPE}});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_sdk::http::Response;
+    use wharf_sdk::mock::MockHost;
+
+    #[test]
+    fn puts_the_file_under_its_hash() {
+        let file = FileInfo {
+            id: 1, name: "a".into(), size: 2, mtime_ms: 0, sha256: "ab".into(),
+            kind: "capture".into(), entity: None, created_ms: 0,
+        };
+        let destination = Destination { name: "d".into(), url: "http://127.0.0.1:1/b".into() };
+        let mut host = MockHost::new().with_file(1, b"hi".to_vec()).with_http(|request, body| {
+            assert_eq!((request.method.as_str(), body.as_slice()), ("PUT", &b"hi"[..]));
+            Ok(Response { status: 201, headers: vec![], body: vec![] })
+        });
+        let result = host.run(|| {{TYPE}}::run(file, destination, vec![])).unwrap();
+        assert_eq!(result.remote_ref, "http://127.0.0.1:1/b/ab");
+    }
+}
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_rust_type_names() {
+        assert_eq!(type_name("my-cool-plugin"), "MyCoolPlugin");
+        assert_eq!(type_name("x"), "X");
+    }
+
+    #[test]
+    fn bad_names_and_non_empty_directories_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sdk = default_sdk_path();
+        for bad in ["", "Upper", "1abc", "a_b", "../x"] {
+            let err = new_plugin(World::Retention, bad, &dir.path().join("x"), &sdk).unwrap_err();
+            assert!(err.to_string().contains("not valid"), "{bad}: {err}");
+        }
+        std::fs::write(dir.path().join("keep.txt"), "mine").unwrap();
+        let err = new_plugin(World::Retention, "ok", dir.path(), &sdk).unwrap_err();
+        assert!(err.to_string().contains("not empty"), "{err}");
+        assert_eq!(std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(), "mine");
+    }
+}
