@@ -20,8 +20,14 @@ pub(crate) struct Guest {
 /// Builds every crate directly under `guests_dir` and returns their components.
 pub(crate) fn build_guests(workspace_root: &Path, guests_dir: &Path) -> Vec<Guest> {
     println!("cargo:rerun-if-changed={}", guests_dir.display());
-    println!("cargo:rerun-if-changed={}", workspace_root.join("sdk").display());
-    println!("cargo:rerun-if-changed={}", workspace_root.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace_root.join("sdk").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace_root.join("Cargo.lock").display()
+    );
     let packages = guest_packages(guests_dir);
     if packages.is_empty() {
         return Vec::new();
@@ -48,7 +54,11 @@ pub(crate) fn build_guests(workspace_root: &Path, guests_dir: &Path) -> Vec<Gues
     let status = command
         .status()
         .unwrap_or_else(|err| panic!("could not run cargo to build the wasm plugins: {err}"));
-    assert!(status.success(), "building the wasm plugins in {} failed; see the errors above", guests_dir.display());
+    assert!(
+        status.success(),
+        "building the wasm plugins in {} failed; see the errors above",
+        guests_dir.display()
+    );
 
     packages
         .into_iter()
@@ -85,7 +95,8 @@ fn guest_packages(dir: &Path) -> Vec<String> {
 /// `<target>/wasm-guests`, shared by every build script and profile; falls
 /// back to `OUT_DIR` when the layout is not cargo's usual one.
 fn nested_target_dir() -> PathBuf {
-    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR for build scripts"));
+    let out_dir =
+        PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR for build scripts"));
     match out_dir.ancestors().nth(4) {
         Some(target) if target.join("CACHEDIR.TAG").exists() || target.ends_with("target") => {
             target.join("wasm-guests")
@@ -104,10 +115,8 @@ fn ensure_wasm_target() {
         .ok()
         .filter(|out| out.status.success())
         .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-    if let Some(sysroot) = &sysroot {
-        if sysroot.join("lib/rustlib").join(TARGET).exists() {
-            return;
-        }
+    if sysroot.is_some_and(|sysroot| sysroot.join("lib/rustlib").join(TARGET).exists()) {
+        return;
     }
     println!("cargo:warning=the {TARGET} target is missing; running `rustup target add {TARGET}`");
     let mut rustup = Command::new("rustup");

@@ -57,7 +57,10 @@ impl Default for PluginsConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} is not a valid wharf configuration: {message}")]
     Parse { path: String, message: String },
     #[error("{path}: {message}")]
@@ -71,19 +74,35 @@ impl Config {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
-            Err(source) => return Err(ConfigError::Read { path: shown, source }),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: shown,
+                    source,
+                });
+            }
         };
         Config::parse(&text).map_err(|err| match err {
-            ConfigError::Parse { message, .. } => ConfigError::Parse { path: shown.clone(), message },
-            ConfigError::Invalid { message, .. } => ConfigError::Invalid { path: shown.clone(), message },
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: shown.clone(),
+                message,
+            },
+            ConfigError::Invalid { message, .. } => ConfigError::Invalid {
+                path: shown.clone(),
+                message,
+            },
             other => other,
         })
     }
 
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text)
-            .map_err(|err| ConfigError::Parse { path: String::new(), message: err.to_string() })?;
-        config.validate().map_err(|message| ConfigError::Invalid { path: String::new(), message })?;
+        let config: Config = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: String::new(),
+            message: err.to_string(),
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: String::new(),
+            message,
+        })?;
         Ok(config)
     }
 
@@ -97,7 +116,10 @@ impl Config {
             ));
         }
         if !(1..=10_000).contains(&plugins.max_instances) {
-            return Err(format!("plugins.max_instances = {} must be between 1 and 10000", plugins.max_instances));
+            return Err(format!(
+                "plugins.max_instances = {} must be between 1 and 10000",
+                plugins.max_instances
+            ));
         }
         if !(1..=1000).contains(&plugins.quarantine_after) {
             return Err(format!(
@@ -105,7 +127,8 @@ impl Config {
                 plugins.quarantine_after
             ));
         }
-        validate_limits(&self.plugin_limits(), plugins.max_memory_bytes).map_err(|err| format!("plugins.{err}"))
+        validate_limits(&self.plugin_limits(), plugins.max_memory_bytes)
+            .map_err(|err| format!("plugins.{err}"))
     }
 
     /// The limits every plugin gets unless its manifest says otherwise.
@@ -156,7 +179,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected_naming_them() {
-        let err = Config::parse("[plugins]\ntimeout = 5\n").unwrap_err().to_string();
+        let err = Config::parse("[plugins]\ntimeout = 5\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("timeout"), "{err}");
     }
 
@@ -173,7 +198,9 @@ mod tests {
             let err = Config::parse(text).unwrap_err().to_string();
             assert!(err.contains(&format!("plugins.{key}")), "{text}: {err}");
         }
-        let err = Config::parse("[plugins]\ntimeout_ms = -1").unwrap_err().to_string();
+        let err = Config::parse("[plugins]\ntimeout_ms = -1")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("timeout_ms"), "{err}");
     }
 }

@@ -24,10 +24,17 @@ pub enum Signal {
 }
 
 /// Runs the daemon until `signals` yields `Shutdown` or closes.
-pub async fn run(data_dir: DataDir, config: Config, mut signals: Receiver<Signal>) -> anyhow::Result<()> {
-    data_dir
-        .create()
-        .with_context(|| format!("cannot create the data directory {}", data_dir.root().display()))?;
+pub async fn run(
+    data_dir: DataDir,
+    config: Config,
+    mut signals: Receiver<Signal>,
+) -> anyhow::Result<()> {
+    data_dir.create().with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            data_dir.root().display()
+        )
+    })?;
     let mut index = Index::open(&data_dir.index_path())
         .with_context(|| format!("cannot open the index {}", data_dir.index_path().display()))?;
     let runtime = Runtime::new(config.runtime_config(&data_dir.compiled_cache_dir()))?;
@@ -47,7 +54,10 @@ pub async fn run(data_dir: DataDir, config: Config, mut signals: Receiver<Signal
             Signal::Shutdown => break,
             Signal::Reload => match reload(&runtime, &data_dir, &mut index) {
                 Ok((new_config, report)) => {
-                    tracing::info!(plugins = report.registry.len(), "configuration and plugins reloaded");
+                    tracing::info!(
+                        plugins = report.registry.len(),
+                        "configuration and plugins reloaded"
+                    );
                     config = new_config;
                     loaded = report;
                 }
@@ -57,18 +67,31 @@ pub async fn run(data_dir: DataDir, config: Config, mut signals: Receiver<Signal
             },
         }
     }
-    tracing::info!(plugins = loaded.registry.len(), quarantine_after = config.plugins.quarantine_after, "wharf stopped");
+    tracing::info!(
+        plugins = loaded.registry.len(),
+        quarantine_after = config.plugins.quarantine_after,
+        "wharf stopped"
+    );
     Ok(())
 }
 
-fn load(runtime: &Runtime, config: &Config, data_dir: &DataDir, index: &mut Index) -> anyhow::Result<LoadReport> {
+fn load(
+    runtime: &Runtime,
+    config: &Config,
+    data_dir: &DataDir,
+    index: &mut Index,
+) -> anyhow::Result<LoadReport> {
     let report = plugins::load_all(runtime, config, &data_dir.plugins_dir());
     index.record_plugins(&report.rows(), now_ms())?;
     Ok(report)
 }
 
 /// A new configuration and plugin set, or an error if any part failed.
-fn reload(runtime: &Runtime, data_dir: &DataDir, index: &mut Index) -> anyhow::Result<(Config, LoadReport)> {
+fn reload(
+    runtime: &Runtime,
+    data_dir: &DataDir,
+    index: &mut Index,
+) -> anyhow::Result<(Config, LoadReport)> {
     let config = Config::load(&data_dir.config_path())?;
     let report = plugins::load_all(runtime, &config, &data_dir.plugins_dir());
     if !report.errors.is_empty() {
@@ -79,5 +102,7 @@ fn reload(runtime: &Runtime, data_dir: &DataDir, index: &mut Index) -> anyhow::R
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -42,7 +42,8 @@ pub fn load_all(runtime: &Runtime, config: &Config, plugins_dir: &Path) -> LoadR
     for source in &sources {
         origins.insert(source.name.clone(), "bundled".to_owned());
     }
-    let (from_dir, manifest_errors) = runtime::read_plugin_dir(plugins_dir, limits, config.plugins.max_memory_bytes);
+    let (from_dir, manifest_errors) =
+        runtime::read_plugin_dir(plugins_dir, limits, config.plugins.max_memory_bytes);
     for source in &from_dir {
         let manifest = plugins_dir.join(format!("{}.toml", source.name));
         origins.insert(source.name.clone(), manifest.display().to_string());
@@ -54,5 +55,9 @@ pub fn load_all(runtime: &Runtime, config: &Config, plugins_dir: &Path) -> LoadR
         .map(ToString::to_string)
         .chain(load_errors.iter().map(ToString::to_string))
         .collect();
-    LoadReport { registry, origins, errors }
+    LoadReport {
+        registry,
+        origins,
+        errors,
+    }
 }

@@ -17,17 +17,28 @@ pub fn new_plugin(kind: World, name: &str, dir: &Path, sdk: &Path) -> anyhow::Re
     let valid = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !valid {
-        anyhow::bail!("plugin name {name:?} is not valid: use lower-case letters, digits and dashes, starting with a letter");
+        anyhow::bail!(
+            "plugin name {name:?} is not valid: use lower-case letters, digits and dashes, starting with a letter"
+        );
     }
-    let sdk = sdk
-        .canonicalize()
-        .with_context(|| format!("the wharf SDK was not found at {}; pass --sdk PATH", sdk.display()))?;
+    let sdk = sdk.canonicalize().with_context(|| {
+        format!(
+            "the wharf SDK was not found at {}; pass --sdk PATH",
+            sdk.display()
+        )
+    })?;
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
-        anyhow::bail!("{} already exists and is not empty; choose another --dir", dir.display());
+        anyhow::bail!(
+            "{} already exists and is not empty; choose another --dir",
+            dir.display()
+        );
     }
-    std::fs::create_dir_all(dir.join("src")).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(dir.join("src"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
     let type_name = type_name(name);
     let files = [
         ("Cargo.toml", cargo_toml(name, &sdk)),
@@ -46,7 +57,9 @@ fn type_name(name: &str) -> String {
     name.split('-')
         .map(|part| {
             let mut chars = part.chars();
-            chars.next().map_or_else(String::new, |first| first.to_ascii_uppercase().to_string() + chars.as_str())
+            chars.next().map_or_else(String::new, |first| {
+                first.to_ascii_uppercase().to_string() + chars.as_str()
+            })
         })
         .collect()
 }
@@ -97,7 +110,8 @@ fn lib_rs(kind: World, name: &str, type_name: &str) -> String {
         World::Retention => RETENTION,
         World::Uploader => UPLOADER,
     };
-    body.replace("{{NAME}}", name).replace("{{TYPE}}", type_name)
+    body.replace("{{NAME}}", name)
+        .replace("{{TYPE}}", type_name)
 }
 
 const EXPORTER: &str = r#"//! {{NAME}}: a wharf export format. This one writes a manifest line per
@@ -271,6 +285,9 @@ mod tests {
         std::fs::write(dir.path().join("keep.txt"), "mine").unwrap();
         let err = new_plugin(World::Retention, "ok", dir.path(), &sdk).unwrap_err();
         assert!(err.to_string().contains("not empty"), "{err}");
-        assert_eq!(std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(), "mine");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(),
+            "mine"
+        );
     }
 }

@@ -84,7 +84,9 @@ impl MockHost {
 
     fn range(&self, file: FileId, offset: u64, len: u64) -> Result<&[u8], PluginError> {
         let content = self.files.get(&file).ok_or_else(|| {
-            PluginError::Terminal(format!("access denied: file {file} was not given to this call"))
+            PluginError::Terminal(format!(
+                "access denied: file {file} was not given to this call"
+            ))
         })?;
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         let end = offset
@@ -178,7 +180,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &byte in bytes {
         crc ^= u32::from(byte);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -207,7 +213,10 @@ mod tests {
         let mut host = MockHost::new().with_file(1, b"hello".to_vec());
         host.run(|| {
             assert_eq!(crate::host::read_file(1, 1, 100).unwrap(), b"ello");
-            assert!(matches!(crate::host::read_file(2, 0, 1), Err(PluginError::Terminal(_))));
+            assert!(matches!(
+                crate::host::read_file(2, 0, 1),
+                Err(PluginError::Terminal(_))
+            ));
             assert!(matches!(
                 crate::output::append_file(1, 3, 10),
                 Err(PluginError::InvalidParams(_))

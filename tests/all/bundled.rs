@@ -16,7 +16,10 @@ fn every_bundled_plugin_loads_and_describes_itself() {
         worlds.push(plugin.world);
     }
     worlds.sort_by_key(|w| w.name());
-    assert_eq!(worlds, vec![World::Exporter, World::Retention, World::Uploader]);
+    assert_eq!(
+        worlds,
+        vec![World::Exporter, World::Retention, World::Uploader]
+    );
 }
 
 #[test]
@@ -29,7 +32,9 @@ fn tar_export_produces_an_archive_tar_can_list_and_extract() {
         call_file(dir.path(), 2, "b.bin", &vec![3u8; 70_000]),
     ];
     let out = dir.path().join("export.tmp");
-    let result = plugin.export(&entity("set-1"), &files, &params(&[]), &out).unwrap();
+    let result = plugin
+        .export(&entity("set-1"), &files, &params(&[]), &out)
+        .unwrap();
     assert_eq!(result.file_name, "set-1.tar");
     let extract = dir.path().join("extract");
     std::fs::create_dir(&extract).unwrap();
@@ -42,7 +47,10 @@ fn tar_export_produces_an_archive_tar_can_list_and_extract() {
         .unwrap();
     assert!(status.success());
     assert_eq!(std::fs::read(extract.join("a.txt")).unwrap(), b"hello");
-    assert_eq!(std::fs::read(extract.join("b.bin")).unwrap(), vec![3u8; 70_000]);
+    assert_eq!(
+        std::fs::read(extract.join("b.bin")).unwrap(),
+        vec![3u8; 70_000]
+    );
 }
 
 #[test]
@@ -51,7 +59,10 @@ fn keep_last_rejects_bad_parameters_as_invalid_params() {
     let runtime = runtime(dir.path());
     let plugin = runtime.load(bundled("keep-last")).unwrap();
     let error = plugin.plan(&[], &params(&[("keep", "many")])).unwrap_err();
-    assert!(matches!(&error, CallError::InvalidParams(msg) if msg.contains("keep")), "{error:?}");
+    assert!(
+        matches!(&error, CallError::InvalidParams(msg) if msg.contains("keep")),
+        "{error:?}"
+    );
 }
 
 #[test]
@@ -61,9 +72,17 @@ fn an_uploader_without_allowed_hosts_is_denied_the_network() {
     let plugin = runtime.load(bundled("http-put")).unwrap();
     let mut file = call_file(dir.path(), 1, "a.txt", b"hello");
     file.info.sha256 = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".into();
-    let destination = Destination { name: "remote".into(), url: "http://127.0.0.1:9/bucket".into() };
-    let error = plugin.upload(&file, &destination, &params(&[])).unwrap_err();
-    assert!(matches!(&error, CallError::AccessDenied(what) if what.contains("127.0.0.1:9")), "{error:?}");
+    let destination = Destination {
+        name: "remote".into(),
+        url: "http://127.0.0.1:9/bucket".into(),
+    };
+    let error = plugin
+        .upload(&file, &destination, &params(&[]))
+        .unwrap_err();
+    assert!(
+        matches!(&error, CallError::AccessDenied(what) if what.contains("127.0.0.1:9")),
+        "{error:?}"
+    );
 }
 
 #[test]
@@ -75,9 +94,23 @@ fn a_retention_run_plans_many_batches_on_one_instance() {
     let mut deleted = Vec::new();
     for entity in 0..20u64 {
         let batch: Vec<_> = (0..5)
-            .map(|i| file_info(entity * 10 + i, "f", 1, Some(&format!("e{entity}")), 100 - i as i64))
+            .map(|i| {
+                file_info(
+                    entity * 10 + i,
+                    "f",
+                    1,
+                    Some(&format!("e{entity}")),
+                    100 - i as i64,
+                )
+            })
             .collect();
-        deleted.extend(session.plan(&batch, &params(&[("keep", "2")])).unwrap().into_iter().map(|d| d.file));
+        deleted.extend(
+            session
+                .plan(&batch, &params(&[("keep", "2")]))
+                .unwrap()
+                .into_iter()
+                .map(|d| d.file),
+        );
     }
     assert_eq!(deleted.len(), 20 * 3);
     assert!(deleted.contains(&192) && !deleted.contains(&191));

@@ -47,13 +47,19 @@ fn init_writes_defaults_once_and_keeps_operator_edits() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data_arg = data.to_str().unwrap();
-    assert_eq!(wharf(&["--data-dir", data_arg, "init"]).unwrap(), ExitCode::SUCCESS);
+    assert_eq!(
+        wharf(&["--data-dir", data_arg, "init"]).unwrap(),
+        ExitCode::SUCCESS
+    );
     let config = std::fs::read_to_string(data.join("wharf.toml")).unwrap();
     assert!(config.contains("quarantine_after = 5"), "{config}");
     assert!(data.join("index.sqlite").exists());
     std::fs::write(data.join("wharf.toml"), "[plugins]\ntimeout_ms = 1234\n").unwrap();
     wharf(&["--data-dir", data_arg, "init"]).unwrap();
-    assert_eq!(std::fs::read_to_string(data.join("wharf.toml")).unwrap(), "[plugins]\ntimeout_ms = 1234\n");
+    assert_eq!(
+        std::fs::read_to_string(data.join("wharf.toml")).unwrap(),
+        "[plugins]\ntimeout_ms = 1234\n"
+    );
 }
 
 #[test]
@@ -63,7 +69,10 @@ fn a_bad_configuration_is_refused_naming_the_key() {
     std::fs::write(data.join("wharf.toml"), "[plugins]\nmemory_bytes = 0\n").unwrap();
     let error = wharf(&["--data-dir", data.to_str().unwrap(), "plugin", "list"]).unwrap_err();
     let message = format!("{error:#}");
-    assert!(message.contains("plugins.memory_bytes") && message.contains("wharf.toml"), "{message}");
+    assert!(
+        message.contains("plugins.memory_bytes") && message.contains("wharf.toml"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -71,26 +80,49 @@ fn plugin_list_fails_when_a_pinned_plugin_does_not_match() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
     install_hostile(dir.path(), None);
-    assert_eq!(wharf(&["--data-dir", data, "plugin", "list"]).unwrap(), ExitCode::SUCCESS);
+    assert_eq!(
+        wharf(&["--data-dir", data, "plugin", "list"]).unwrap(),
+        ExitCode::SUCCESS
+    );
     install_hostile(dir.path(), Some(&"0".repeat(64)));
-    assert_eq!(wharf(&["--data-dir", data, "plugin", "list"]).unwrap(), ExitCode::from(1));
+    assert_eq!(
+        wharf(&["--data-dir", data, "plugin", "list"]).unwrap(),
+        ExitCode::from(1)
+    );
     let config = wharf::config::Config::default();
-    let runtime = wharf::runtime::Runtime::new(config.runtime_config(&dir.path().join("cache"))).unwrap();
+    let runtime =
+        wharf::runtime::Runtime::new(config.runtime_config(&dir.path().join("cache"))).unwrap();
     let report = wharf::plugins::load_all(&runtime, &config, &dir.path().join("plugins"));
     assert!(report.registry.get("hostile").is_none());
-    assert!(report.errors.iter().any(|e| e.contains("hostile") && e.contains("sha256 mismatch")), "{:?}", report.errors);
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.contains("hostile") && e.contains("sha256 mismatch")),
+        "{:?}",
+        report.errors
+    );
     assert_eq!(report.registry.len(), 3, "the bundled plugins still load");
 }
 
 #[test]
 fn plugin_inspect_reads_any_component_and_rejects_non_components() {
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(wharf(&["plugin", "inspect", wharf_tests::HOSTILE]).unwrap(), ExitCode::SUCCESS);
-    assert_eq!(wharf(&["plugin", "inspect", "--json", wharf_tests::FUTURE_WIT]).unwrap(), ExitCode::SUCCESS);
+    assert_eq!(
+        wharf(&["plugin", "inspect", wharf_tests::HOSTILE]).unwrap(),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        wharf(&["plugin", "inspect", "--json", wharf_tests::FUTURE_WIT]).unwrap(),
+        ExitCode::SUCCESS
+    );
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"not wasm at all").unwrap();
     let error = wharf(&["plugin", "inspect", junk.to_str().unwrap()]).unwrap_err();
-    assert!(format!("{error:#}").contains("is not a wharf plugin"), "{error:#}");
+    assert!(
+        format!("{error:#}").contains("is not a wharf plugin"),
+        "{error:#}"
+    );
 }
 
 #[test]
@@ -98,20 +130,37 @@ fn the_daemon_records_its_plugins_and_reloads_them_atomically() {
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::new(dir.path().join("data"));
     let index = data.index_path();
-    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (signals, receiver) = tokio::sync::mpsc::channel(1);
-    let daemon = tokio.spawn(daemon::run(data.clone(), wharf::config::Config::default(), receiver));
+    let daemon = tokio.spawn(daemon::run(
+        data.clone(),
+        wharf::config::Config::default(),
+        receiver,
+    ));
     let wait_for = |expected: usize| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             if installed_plugins(&index).len() == expected {
                 return installed_plugins(&index);
             }
-            assert!(std::time::Instant::now() < deadline, "daemon did not record {expected} plugins");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "daemon did not record {expected} plugins"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     };
-    assert_eq!(wait_for_async(&tokio, || wait_for(3)), vec!["http-put:uploader", "keep-last:retention", "tar-export:exporter"]);
+    assert_eq!(
+        wait_for_async(&tokio, || wait_for(3)),
+        vec![
+            "http-put:uploader",
+            "keep-last:retention",
+            "tar-export:exporter"
+        ]
+    );
 
     // A good new plugin arrives with the reload.
     install_hostile(data.root(), None);
@@ -153,7 +202,15 @@ fn plugin_new_scaffolds_crates_that_pass_their_tests_and_load_as_plugins() {
     for kind in World::ALL {
         let name = format!("my-{kind}");
         let crate_dir = dir.path().join(&name);
-        let code = wharf(&["plugin", "new", kind.name(), &name, "--dir", crate_dir.to_str().unwrap()]).unwrap();
+        let code = wharf(&[
+            "plugin",
+            "new",
+            kind.name(),
+            &name,
+            "--dir",
+            crate_dir.to_str().unwrap(),
+        ])
+        .unwrap();
         assert_eq!(code, ExitCode::SUCCESS);
         let cargo_in = |args: &[&str]| {
             let output = Command::new(&cargo)
@@ -164,12 +221,21 @@ fn plugin_new_scaffolds_crates_that_pass_their_tests_and_load_as_plugins() {
                 .env_remove("CARGO_ENCODED_RUSTFLAGS")
                 .output()
                 .unwrap();
-            assert!(output.status.success(), "cargo {args:?} in {name}: {}", String::from_utf8_lossy(&output.stderr));
+            assert!(
+                output.status.success(),
+                "cargo {args:?} in {name}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
         };
         cargo_in(&["test", "--quiet"]);
         cargo_in(&["build", "--release", "--target", "wasm32-wasip2", "--quiet"]);
-        let wasm = target.join(format!("wasm32-wasip2/release/{}.wasm", name.replace('-', "_")));
-        let plugin = runtime.load(source(&name, guest(wasm.to_str().unwrap()), Some(kind))).unwrap();
+        let wasm = target.join(format!(
+            "wasm32-wasip2/release/{}.wasm",
+            name.replace('-', "_")
+        ));
+        let plugin = runtime
+            .load(source(&name, guest(wasm.to_str().unwrap()), Some(kind)))
+            .unwrap();
         assert_eq!(plugin.info.name, name);
         assert_eq!(plugin.world, kind);
     }

@@ -18,18 +18,26 @@ fn attack(plugin: &Plugin, dir: &Path, mode: &str) -> Result<String, CallError> 
 }
 
 fn rand_suffix() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }
 
 /// After an attack: the same plugin (unless quarantined) and another plugin
 /// both answer normally.
 fn assert_host_still_serves(runtime: &Runtime, plugin: &Plugin, dir: &Path) {
     let out = dir.join(format!("ok-{}", rand_suffix()));
-    let result = plugin.export(&entity("set"), &[], &params(&[("mode", "ok")]), &out).unwrap();
+    let result = plugin
+        .export(&entity("set"), &[], &params(&[("mode", "ok")]), &out)
+        .unwrap();
     assert_eq!(result.file_name, "ok.txt");
     assert_eq!(std::fs::read(&out).unwrap(), b"ok");
     let other = runtime.load(bundled("keep-last")).unwrap();
-    let batch = [file_info(1, "a", 1, Some("e"), 2), file_info(2, "b", 1, Some("e"), 1)];
+    let batch = [
+        file_info(1, "a", 1, Some("e"), 2),
+        file_info(2, "b", 1, Some("e"), 1),
+    ];
     let deletions = other.plan(&batch, &params(&[("keep", "1")])).unwrap();
     assert_eq!(deletions.len(), 1);
 }
@@ -48,7 +56,11 @@ fn infinite_loop_hits_the_deadline() {
     let error = attack(&plugin, dir.path(), "loop").unwrap_err();
     assert_eq!(error, CallError::Deadline(limits().timeout));
     assert_eq!(error.class(), ErrorClass::Terminal);
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_host_still_serves(&runtime, &plugin, dir.path());
 }
 
@@ -70,7 +82,10 @@ fn unbounded_recursion_overflows_the_stack_and_traps() {
     // Big frames exhaust Rust's shadow stack (in linear memory) first: the
     // guest then writes below address 0, which the sandbox turns into a trap.
     let error = attack(&plugin, dir.path(), "shadow-stack").unwrap_err();
-    assert!(matches!(&error, CallError::Trap(why) if why.contains("out of bounds")), "{error:?}");
+    assert!(
+        matches!(&error, CallError::Trap(why) if why.contains("out of bounds")),
+        "{error:?}"
+    );
     assert_eq!(error.class(), ErrorClass::Terminal);
     assert_host_still_serves(&runtime, &plugin, dir.path());
 }
@@ -89,7 +104,14 @@ fn output_over_the_cap_is_stopped_and_the_partial_file_removed() {
     let (dir, runtime, plugin) = setup();
     let input = call_file(dir.path(), 1, "in.bin", b"x");
     let out = dir.path().join("partial.out");
-    let error = plugin.export(&entity("set"), &[input], &params(&[("mode", "output")]), &out).unwrap_err();
+    let error = plugin
+        .export(
+            &entity("set"),
+            &[input],
+            &params(&[("mode", "output")]),
+            &out,
+        )
+        .unwrap_err();
     assert_eq!(error, CallError::OutputLimit(limits().output_bytes));
     assert!(!out.exists(), "partial output left behind");
     assert_host_still_serves(&runtime, &plugin, dir.path());
@@ -102,7 +124,11 @@ fn slow_host_calls_count_against_the_deadline() {
     let error = attack(&plugin, dir.path(), "host-loop").unwrap_err();
     assert_eq!(error, CallError::Deadline(limits().timeout));
     // Hashing 1 MiB per host call: without host time counted it would spin forever.
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_host_still_serves(&runtime, &plugin, dir.path());
 }
 
@@ -110,7 +136,10 @@ fn slow_host_calls_count_against_the_deadline() {
 fn reading_a_file_not_given_is_denied_even_if_the_plugin_ignores_it() {
     let (dir, runtime, plugin) = setup();
     let error = attack(&plugin, dir.path(), "read-other").unwrap_err();
-    assert!(matches!(&error, CallError::AccessDenied(what) if what.contains("999999")), "{error:?}");
+    assert!(
+        matches!(&error, CallError::AccessDenied(what) if what.contains("999999")),
+        "{error:?}"
+    );
     assert_eq!(error.class(), ErrorClass::Terminal);
     let error = attack(&plugin, dir.path(), "append-other").unwrap_err();
     assert!(matches!(error, CallError::AccessDenied(_)), "{error:?}");
@@ -122,8 +151,13 @@ fn returned_names_escaping_the_directory_are_rejected() {
     let (dir, runtime, plugin) = setup();
     for mode in ["escape", "absolute"] {
         let out = dir.path().join(format!("escape-{mode}"));
-        let error = plugin.export(&entity("set"), &[], &params(&[("mode", mode)]), &out).unwrap_err();
-        assert!(matches!(&error, CallError::InvalidOutput(why) if why.contains("bare file name")), "{error:?}");
+        let error = plugin
+            .export(&entity("set"), &[], &params(&[("mode", mode)]), &out)
+            .unwrap_err();
+        assert!(
+            matches!(&error, CallError::InvalidOutput(why) if why.contains("bare file name")),
+            "{error:?}"
+        );
         assert!(!out.exists());
     }
     assert_host_still_serves(&runtime, &plugin, dir.path());
@@ -137,24 +171,51 @@ fn a_retention_plugin_loaded_as_an_exporter_is_rejected_naming_both_worlds() {
     source.world = Some(World::Exporter);
     let error = runtime.load(source).unwrap_err();
     assert!(
-        matches!(&error, LoadError::WrongWorld { expected: World::Exporter, found: World::Retention, .. }),
+        matches!(
+            &error,
+            LoadError::WrongWorld {
+                expected: World::Exporter,
+                found: World::Retention,
+                ..
+            }
+        ),
         "{error:?}"
     );
-    assert!(error.to_string().contains("configured as exporter but is a retention plugin"));
+    assert!(
+        error
+            .to_string()
+            .contains("configured as exporter but is a retention plugin")
+    );
     // And a plugin of one world cannot be called as another.
     let plugin = runtime.load(bundled("keep-last")).unwrap();
-    let error = plugin.export(&entity("e"), &[], &params(&[]), &dir.path().join("x")).unwrap_err();
-    assert!(matches!(error, CallError::WrongWorld { expected: "exporter", found: "retention" }));
+    let error = plugin
+        .export(&entity("e"), &[], &params(&[]), &dir.path().join("x"))
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        CallError::WrongWorld {
+            expected: "exporter",
+            found: "retention"
+        }
+    ));
 }
 
 #[test]
 fn a_plugin_built_for_another_wit_version_is_rejected_naming_both() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime(dir.path());
-    let error = runtime.load(source("future", guest(wharf_tests::FUTURE_WIT), None)).unwrap_err();
-    assert!(matches!(&error, LoadError::UnsupportedWitVersion { found, .. } if found == "0.2.0"), "{error:?}");
+    let error = runtime
+        .load(source("future", guest(wharf_tests::FUTURE_WIT), None))
+        .unwrap_err();
+    assert!(
+        matches!(&error, LoadError::UnsupportedWitVersion { found, .. } if found == "0.2.0"),
+        "{error:?}"
+    );
     let message = error.to_string();
-    assert!(message.contains("wharf:plugin@0.2.0") && message.contains("wharf:plugin@0.1.0"), "{message}");
+    assert!(
+        message.contains("wharf:plugin@0.2.0") && message.contains("wharf:plugin@0.1.0"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -165,10 +226,15 @@ fn bytes_not_matching_the_pinned_sha256_are_refused() {
     let last = source.wasm.len() - 1;
     source.wasm[last] ^= 0xff;
     let error = runtime.load(source).unwrap_err();
-    assert!(matches!(error, LoadError::Sha256Mismatch { .. }), "{error:?}");
+    assert!(
+        matches!(error, LoadError::Sha256Mismatch { .. }),
+        "{error:?}"
+    );
     assert!(error.to_string().contains("update the pin"));
     // Nothing was compiled or cached for the tampered bytes.
-    let cached = std::fs::read_dir(dir.path().join("compiled")).map(|d| d.count()).unwrap_or(0);
+    let cached = std::fs::read_dir(dir.path().join("compiled"))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(cached, 0);
 }
 
@@ -177,8 +243,14 @@ fn a_corrupt_compiled_cache_entry_is_a_miss_not_a_failure() {
     use wharf::runtime::CacheOutcome;
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime(dir.path());
-    assert_eq!(runtime.load(bundled("keep-last")).unwrap().cache, CacheOutcome::Miss);
-    assert_eq!(runtime.load(bundled("keep-last")).unwrap().cache, CacheOutcome::Hit);
+    assert_eq!(
+        runtime.load(bundled("keep-last")).unwrap().cache,
+        CacheOutcome::Miss
+    );
+    assert_eq!(
+        runtime.load(bundled("keep-last")).unwrap().cache,
+        CacheOutcome::Hit
+    );
     let cache = dir.path().join("compiled");
     for entry in std::fs::read_dir(&cache).unwrap() {
         let path = entry.unwrap().path();
@@ -191,18 +263,33 @@ fn a_corrupt_compiled_cache_entry_is_a_miss_not_a_failure() {
     }
     let plugin = runtime.load(bundled("keep-last")).unwrap();
     assert_eq!(plugin.cache, CacheOutcome::Miss);
-    assert_eq!(plugin.plan(&[file_info(1, "a", 1, None, 0)], &params(&[("keep", "0")])).unwrap().len(), 1);
-    assert_eq!(runtime.load(bundled("keep-last")).unwrap().cache, CacheOutcome::Hit);
+    assert_eq!(
+        plugin
+            .plan(&[file_info(1, "a", 1, None, 0)], &params(&[("keep", "0")]))
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        runtime.load(bundled("keep-last")).unwrap().cache,
+        CacheOutcome::Hit
+    );
     // Only this user may write artifacts that will be run as native code.
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
 }
 
 #[test]
 fn five_consecutive_traps_quarantine_the_plugin_until_reload() {
     let (dir, runtime, plugin) = setup();
     for _ in 0..5 {
-        assert!(matches!(attack(&plugin, dir.path(), "panic").unwrap_err(), CallError::Trap(_)));
+        assert!(matches!(
+            attack(&plugin, dir.path(), "panic").unwrap_err(),
+            CallError::Trap(_)
+        ));
     }
     let error = attack(&plugin, dir.path(), "ok").unwrap_err();
     assert_eq!(error, CallError::Quarantined(5));
@@ -240,7 +327,9 @@ fn eight_concurrent_calls_share_no_state() {
                     for round in 0..10 {
                         let id = format!("e{i}r{round}");
                         let out = dir.join(format!("count-{id}"));
-                        let result = plugin.export(&entity(&id), &[], &params(&[("mode", "count")]), &out).unwrap();
+                        let result = plugin
+                            .export(&entity(&id), &[], &params(&[("mode", "count")]), &out)
+                            .unwrap();
                         assert_eq!(std::fs::read(&out).unwrap(), id.as_bytes());
                         seen.push(result.file_name);
                     }
@@ -260,9 +349,16 @@ fn eight_concurrent_calls_share_no_state() {
 #[test]
 fn wasi_filesystem_network_and_environment_are_denied() {
     let (dir, runtime, plugin) = setup();
-    for (mode, import) in [("fs", "wasi:filesystem"), ("net", "wasi:"), ("env", "wasi:cli/environment")] {
+    for (mode, import) in [
+        ("fs", "wasi:filesystem"),
+        ("net", "wasi:"),
+        ("env", "wasi:cli/environment"),
+    ] {
         let error = attack(&plugin, dir.path(), mode).unwrap_err();
-        assert!(matches!(&error, CallError::AccessDenied(what) if what.contains(import)), "{mode}: {error:?}");
+        assert!(
+            matches!(&error, CallError::AccessDenied(what) if what.contains(import)),
+            "{mode}: {error:?}"
+        );
         assert_eq!(error.class(), ErrorClass::Terminal);
     }
     assert_host_still_serves(&runtime, &plugin, dir.path());
@@ -275,6 +371,11 @@ fn a_retention_plugin_cannot_import_the_network() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime(dir.path());
     let report = runtime.inspect(&bundled("http-put").wasm).unwrap();
-    assert!(report.forbidden_imports(World::Retention).iter().any(|i| i.starts_with("wharf:plugin/http@")));
+    assert!(
+        report
+            .forbidden_imports(World::Retention)
+            .iter()
+            .any(|i| i.starts_with("wharf:plugin/http@"))
+    );
     assert!(report.forbidden_imports(World::Uploader).is_empty());
 }

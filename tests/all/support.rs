@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use wharf::runtime::{
-    Allocator, CallFile, EntityInfo, FileInfo, Limits, Plugin, PluginSource, Runtime, RuntimeConfig, World,
+    Allocator, CallFile, EntityInfo, FileInfo, Limits, Plugin, PluginSource, Runtime,
+    RuntimeConfig, World,
 };
 
 pub(crate) fn limits() -> Limits {
@@ -34,7 +35,14 @@ pub(crate) fn runtime(dir: &Path) -> Runtime {
 
 pub(crate) fn source(name: &str, wasm: Vec<u8>, world: Option<World>) -> PluginSource {
     let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&wasm));
-    PluginSource { name: name.into(), wasm, sha256, world, limits: limits(), allowed_hosts: Vec::new() }
+    PluginSource {
+        name: name.into(),
+        wasm,
+        sha256,
+        world,
+        limits: limits(),
+        allowed_hosts: Vec::new(),
+    }
 }
 
 pub(crate) fn guest(path: &str) -> Vec<u8> {
@@ -42,22 +50,44 @@ pub(crate) fn guest(path: &str) -> Vec<u8> {
 }
 
 pub(crate) fn bundled(name: &str) -> PluginSource {
-    wharf::runtime::bundled(limits()).into_iter().find(|s| s.name == name).unwrap()
+    wharf::runtime::bundled(limits())
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap()
 }
 
 pub(crate) fn load_hostile(runtime: &Runtime) -> Plugin {
-    runtime.load(source("hostile", guest(wharf_tests::HOSTILE), Some(World::Exporter))).unwrap()
+    runtime
+        .load(source(
+            "hostile",
+            guest(wharf_tests::HOSTILE),
+            Some(World::Exporter),
+        ))
+        .unwrap()
 }
 
 pub(crate) fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect()
 }
 
 pub(crate) fn entity(id: &str) -> EntityInfo {
-    EntityInfo { id: id.into(), version: 1, last_export_ms: None }
+    EntityInfo {
+        id: id.into(),
+        version: 1,
+        last_export_ms: None,
+    }
 }
 
-pub(crate) fn file_info(id: u64, name: &str, size: u64, entity: Option<&str>, created_ms: i64) -> FileInfo {
+pub(crate) fn file_info(
+    id: u64,
+    name: &str,
+    size: u64,
+    entity: Option<&str>,
+    created_ms: i64,
+) -> FileInfo {
     FileInfo {
         id,
         name: name.into(),
@@ -74,5 +104,8 @@ pub(crate) fn file_info(id: u64, name: &str, size: u64, entity: Option<&str>, cr
 pub(crate) fn call_file(dir: &Path, id: u64, name: &str, content: &[u8]) -> CallFile {
     let path = dir.join(name);
     std::fs::write(&path, content).unwrap();
-    CallFile { info: file_info(id, name, content.len() as u64, Some("set"), 0), path }
+    CallFile {
+        info: file_info(id, name, content.len() as u64, Some("set"), 0),
+        path,
+    }
 }

@@ -11,9 +11,12 @@ use crate::index::Index;
 use crate::store::DataDir;
 
 pub(super) fn init(data_dir: &DataDir, config_path: &Path) -> anyhow::Result<ExitCode> {
-    data_dir
-        .create()
-        .with_context(|| format!("cannot create the data directory {}", data_dir.root().display()))?;
+    data_dir.create().with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            data_dir.root().display()
+        )
+    })?;
     if config_path.exists() {
         // Validate what is there rather than overwrite an operator's edits.
         Config::load(config_path)?;
@@ -39,6 +42,9 @@ pub(super) fn init(data_dir: &DataDir, config_path: &Path) -> anyhow::Result<Exi
         data_dir.index_path().display(),
         index.schema_version()?
     );
-    println!("wharf is ready in {}; start it with `wharf run`", data_dir.root().display());
+    println!(
+        "wharf is ready in {}; start it with `wharf run`",
+        data_dir.root().display()
+    );
     Ok(ExitCode::SUCCESS)
 }

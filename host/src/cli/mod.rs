@@ -22,7 +22,12 @@ use crate::store::DataDir;
 #[command(name = "wharf", version, about, long_about = None)]
 pub struct Cli {
     /// The data directory: index, plugins, caches and tracked files.
-    #[arg(long, env = "WHARF_DATA_DIR", default_value = "./wharf-data", global = true)]
+    #[arg(
+        long,
+        env = "WHARF_DATA_DIR",
+        default_value = "./wharf-data",
+        global = true
+    )]
     pub data_dir: PathBuf,
     /// Configuration file [default: DATA_DIR/wharf.toml; missing means defaults].
     #[arg(long, env = "WHARF_CONFIG", global = true)]
@@ -103,7 +108,12 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run => run::run(data_dir, config()?),
         Command::Plugin(PluginCommand::List) => plugin::list(&data_dir, &config()?),
         Command::Plugin(PluginCommand::Inspect { file, json }) => plugin::inspect(&file, json),
-        Command::Plugin(PluginCommand::New { kind, name, dir, sdk }) => {
+        Command::Plugin(PluginCommand::New {
+            kind,
+            name,
+            dir,
+            sdk,
+        }) => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
             let sdk = sdk.unwrap_or_else(scaffold::default_sdk_path);
             scaffold::new_plugin(kind, &name, &dir, &sdk)?;
@@ -119,7 +129,10 @@ fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -7,13 +7,18 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::plugins;
-use crate::runtime::{Allocator, ParamSpec, PluginSource, Runtime, RuntimeConfig, WIT_VERSION, sha256_hex};
+use crate::runtime::{
+    Allocator, ParamSpec, PluginSource, Runtime, RuntimeConfig, WIT_VERSION, sha256_hex,
+};
 use crate::store::DataDir;
 
 pub(super) fn list(data_dir: &DataDir, config: &Config) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(config.runtime_config(&data_dir.compiled_cache_dir()))?;
     let report = plugins::load_all(&runtime, config, &data_dir.plugins_dir());
-    println!("{:<20} {:<10} {:<10} {:<16} SOURCE", "NAME", "WORLD", "VERSION", "SHA256");
+    println!(
+        "{:<20} {:<10} {:<10} {:<16} SOURCE",
+        "NAME", "WORLD", "VERSION", "SHA256"
+    );
     for plugin in report.registry.iter() {
         let origin = report.origins.get(&plugin.name).map_or("", String::as_str);
         println!(
@@ -28,7 +33,11 @@ pub(super) fn list(data_dir: &DataDir, config: &Config) -> anyhow::Result<ExitCo
     for error in &report.errors {
         eprintln!("not loaded: {error}");
     }
-    Ok(if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 pub(super) fn inspect(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
@@ -49,7 +58,9 @@ pub(super) fn inspect(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     // Describe it too, when it loads: with the default limits, no network.
     let described = world.as_ref().map(|_| {
         runtime.load(PluginSource {
-            name: file.file_stem().map_or("plugin".into(), |s| s.to_string_lossy().into_owned()),
+            name: file
+                .file_stem()
+                .map_or("plugin".into(), |s| s.to_string_lossy().into_owned()),
             wasm: wasm.clone(),
             sha256: sha256.clone(),
             world: None,
@@ -81,13 +92,23 @@ pub(super) fn inspect(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     match &world {
         Some((world, version)) => {
             println!("world:       {world}");
-            println!("wit:         wharf:plugin@{version} (this host: {})", WIT_VERSION);
+            println!(
+                "wit:         wharf:plugin@{version} (this host: {})",
+                WIT_VERSION
+            );
         }
-        None => println!("world:       none ({})", report.world().err().unwrap_or_default()),
+        None => println!(
+            "world:       none ({})",
+            report.world().err().unwrap_or_default()
+        ),
     }
     println!("imports:");
     for import in &report.imports {
-        let note = if import.starts_with("wharf:plugin/") { "" } else { "  (denied: calls fail)" };
+        let note = if import.starts_with("wharf:plugin/") {
+            ""
+        } else {
+            "  (denied: calls fail)"
+        };
         println!("  {import}{note}");
     }
     println!("exports:");
@@ -96,7 +117,10 @@ pub(super) fn inspect(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     }
     match described {
         Some(Ok(plugin)) => {
-            println!("describe:    {} {} — {}", plugin.info.name, plugin.info.version, plugin.info.description);
+            println!(
+                "describe:    {} {} — {}",
+                plugin.info.name, plugin.info.version, plugin.info.description
+            );
             for param in &plugin.info.params {
                 println!("  param {}", param_line(param));
             }
@@ -124,4 +148,3 @@ fn param_json(param: &ParamSpec) -> serde_json::Value {
         "default": param.default_value,
     })
 }
-

@@ -46,7 +46,9 @@ impl Index {
 
     /// The schema version applied.
     pub fn schema_version(&self) -> anyhow::Result<u32> {
-        Ok(self.writer.pragma_query_value(None, "user_version", |row| row.get(0))?)
+        Ok(self
+            .writer
+            .pragma_query_value(None, "user_version", |row| row.get(0))?)
     }
 
     /// Replaces the `plugins` table with the set just loaded.
@@ -58,7 +60,9 @@ impl Index {
                 "INSERT INTO plugins (name, version, world, sha256, source, loaded_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for p in plugins {
-                insert.execute(params![p.name, p.version, p.world, p.sha256, p.source, now_ms])?;
+                insert.execute(params![
+                    p.name, p.version, p.world, p.sha256, p.source, now_ms
+                ])?;
             }
         }
         tx.commit()?;
@@ -67,7 +71,9 @@ impl Index {
 
     /// The `plugins` table, by name.
     pub fn plugins(&self) -> anyhow::Result<Vec<PluginRow>> {
-        let mut query = self.writer.prepare("SELECT name, version, world, sha256, source FROM plugins ORDER BY name")?;
+        let mut query = self
+            .writer
+            .prepare("SELECT name, version, world, sha256, source FROM plugins ORDER BY name")?;
         let rows = query.query_map([], |row| {
             Ok(PluginRow {
                 name: row.get(0)?,
@@ -83,7 +89,10 @@ impl Index {
 
 /// Opens the index read-only, for inspection while the daemon writes.
 pub fn open_read_only(path: &Path) -> anyhow::Result<Connection> {
-    let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
     configure(&connection)?;
     Ok(connection)
 }
@@ -127,9 +136,15 @@ mod tests {
     fn an_index_from_a_newer_wharf_is_refused_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.sqlite");
-        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
         let err = Index::open(&path).err().unwrap().to_string();
-        assert!(err.contains("schema version 99") && err.contains("newer wharf"), "{err}");
+        assert!(
+            err.contains("schema version 99") && err.contains("newer wharf"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -36,10 +36,14 @@ pub(crate) mod uploader {
 }
 
 pub(crate) use exporter::wharf::plugin::host::Level;
-pub(crate) use exporter::wharf::plugin::{host as host_api, output as output_api, types as types_api};
+pub(crate) use exporter::wharf::plugin::{
+    host as host_api, output as output_api, types as types_api,
+};
 pub(crate) use uploader::wharf::plugin::http as http_api;
 
 pub use exporter::exports::wharf::plugin::export_format::ExportResult;
-pub use exporter::wharf::plugin::types::{EntityInfo, FileInfo, ParamSpec, PluginError, PluginInfo};
+pub use exporter::wharf::plugin::types::{
+    EntityInfo, FileInfo, ParamSpec, PluginError, PluginInfo,
+};
 pub use retention::exports::wharf::plugin::retention_policy::Deletion;
 pub use uploader::exports::wharf::plugin::transfer::{Destination, UploadResult};

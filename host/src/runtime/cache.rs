@@ -74,11 +74,15 @@ fn sidecar(artifact: &Path) -> PathBuf {
 
 /// The single place that deserializes an artifact from disk.
 fn load_verified(engine: &Engine, artifact: &Path) -> Result<Component, String> {
-    let expected = fs::read_to_string(sidecar(artifact)).map_err(|err| format!("no checksum: {err}"))?;
+    let expected =
+        fs::read_to_string(sidecar(artifact)).map_err(|err| format!("no checksum: {err}"))?;
     let bytes = fs::read(artifact).map_err(|err| format!("unreadable: {err}"))?;
     let found = hex::encode(Sha256::digest(&bytes));
     if found != expected.trim() {
-        return Err(format!("checksum mismatch: recorded {}, found {found}", expected.trim()));
+        return Err(format!(
+            "checksum mismatch: recorded {}, found {found}",
+            expected.trim()
+        ));
     }
     // SAFETY: deserializing trusts the bytes to be an artifact this engine
     // produced. They are: wharf wrote them with `precompile_component`,
@@ -93,13 +97,19 @@ fn load_verified(engine: &Engine, artifact: &Path) -> Result<Component, String> 
 fn store(dir: &Path, artifact: &Path, serialized: &[u8]) -> std::io::Result<()> {
     create_private_dir(dir)?;
     write_atomically(artifact, serialized)?;
-    write_atomically(&sidecar(artifact), hex::encode(Sha256::digest(serialized)).as_bytes())
+    write_atomically(
+        &sidecar(artifact),
+        hex::encode(Sha256::digest(serialized)).as_bytes(),
+    )
 }
 
 /// Creates `dir` (and parents) readable and writable by this user only.
 pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 

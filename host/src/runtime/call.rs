@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use wasmtime::Store;
 use wasmtime::Trap;
 
+use super::bindings::retention::Retention;
 use super::bindings::{
     Deletion, Destination, EntityInfo, ExportResult, FileInfo, PluginError, PluginInfo,
     UploadResult,
 };
 use super::host::{DeniedImport, HttpAccess, Output};
 use super::limits::MemoryLimiter;
-use super::bindings::retention::Retention;
 use super::registry::{Plugin, WorldPre};
 
 /// Named parameters of a call.
@@ -66,7 +66,10 @@ pub enum CallError {
     #[error("is quarantined after {0} consecutive traps; fix it and reload plugins")]
     Quarantined(u32),
     #[error("is a {found} plugin and cannot be called as {expected}")]
-    WrongWorld { expected: &'static str, found: &'static str },
+    WrongWorld {
+        expected: &'static str,
+        found: &'static str,
+    },
     #[error("could not be run by the host: {0}")]
     Host(String),
 }
@@ -164,16 +167,18 @@ impl Plugin {
     /// Calls `describe`.
     pub fn describe(&self) -> Result<PluginInfo, CallError> {
         self.invoke("describe", Grants::default(), |store| match &self.pre {
-            WorldPre::Exporter(pre) => {
-                Ok(Ok(pre.instantiate(&mut *store)?.wharf_plugin_export_format().call_describe(store)?))
-            }
+            WorldPre::Exporter(pre) => Ok(Ok(pre
+                .instantiate(&mut *store)?
+                .wharf_plugin_export_format()
+                .call_describe(store)?)),
             WorldPre::Retention(pre) => Ok(Ok(pre
                 .instantiate(&mut *store)?
                 .wharf_plugin_retention_policy()
                 .call_describe(store)?)),
-            WorldPre::Uploader(pre) => {
-                Ok(Ok(pre.instantiate(&mut *store)?.wharf_plugin_transfer().call_describe(store)?))
-            }
+            WorldPre::Uploader(pre) => Ok(Ok(pre
+                .instantiate(&mut *store)?
+                .wharf_plugin_transfer()
+                .call_describe(store)?)),
         })
         .map(|(info, _)| info)
     }
@@ -185,7 +190,9 @@ impl Plugin {
             return Err(self.wrong_world("retention"));
         };
         let (deletions, _) = self.invoke("plan", Grants::default(), |store| {
-            pre.instantiate(&mut *store)?.wharf_plugin_retention_policy().call_plan(store, batch, params)
+            pre.instantiate(&mut *store)?
+                .wharf_plugin_retention_policy()
+                .call_plan(store, batch, params)
         })?;
         self.check_deletions(batch, &deletions)?;
         Ok(deletions)
@@ -203,20 +210,31 @@ impl Plugin {
         let WorldPre::Exporter(pre) = &self.pre else {
             return Err(self.wrong_world("exporter"));
         };
-        let output = Output::create(output_path, self.limits.output_bytes)
-            .map_err(|err| CallError::Host(format!("could not create {}: {err}", output_path.display())))?;
-        let grants = Grants { files: file_grants(files), output: Some(output), http: None };
+        let output = Output::create(output_path, self.limits.output_bytes).map_err(|err| {
+            CallError::Host(format!("could not create {}: {err}", output_path.display()))
+        })?;
+        let grants = Grants {
+            files: file_grants(files),
+            output: Some(output),
+            http: None,
+        };
         let infos: Vec<FileInfo> = files.iter().map(|f| f.info.clone()).collect();
         let result = self
             .invoke("export", grants, |store| {
-                pre.instantiate(&mut *store)?.wharf_plugin_export_format().call_run(store, entity, &infos, params)
+                pre.instantiate(&mut *store)?
+                    .wharf_plugin_export_format()
+                    .call_run(store, entity, &infos, params)
             })
             .and_then(|(result, state)| {
                 if let Err(reason) = bare_file_name(&result.file_name) {
                     return Err(self.invalid_output(reason));
                 }
-                let output = state.output.ok_or_else(|| CallError::Host("output vanished".into()))?;
-                output.finish().map_err(|err| CallError::Host(format!("could not write the export: {err}")))?;
+                let output = state
+                    .output
+                    .ok_or_else(|| CallError::Host("output vanished".into()))?;
+                output
+                    .finish()
+                    .map_err(|err| CallError::Host(format!("could not write the export: {err}")))?;
                 Ok(result)
             });
         if result.is_err() {
@@ -237,15 +255,24 @@ impl Plugin {
             return Err(self.wrong_world("uploader"));
         };
         let http = HttpAccess::new(self.allowed_hosts.clone(), self.limits.http_response_bytes);
-        let grants = Grants { files: file_grants(std::slice::from_ref(file)), output: None, http: Some(http) };
+        let grants = Grants {
+            files: file_grants(std::slice::from_ref(file)),
+            output: None,
+            http: Some(http),
+        };
         self.invoke("upload", grants, |store| {
-            pre.instantiate(&mut *store)?.wharf_plugin_transfer().call_run(store, &file.info, destination, params)
+            pre.instantiate(&mut *store)?
+                .wharf_plugin_transfer()
+                .call_run(store, &file.info, destination, params)
         })
         .map(|(result, _)| result)
     }
 
     fn wrong_world(&self, expected: &'static str) -> CallError {
-        CallError::WrongWorld { expected, found: self.world.name() }
+        CallError::WrongWorld {
+            expected,
+            found: self.world.name(),
+        }
     }
 
     fn invalid_output(&self, reason: String) -> CallError {
@@ -269,7 +296,8 @@ impl Plugin {
         let started = self.arm(&mut store);
         let outcome = call(&mut store);
         let mut state = store.into_data();
-        self.settle(outcome, &mut state, started).map(|value| (value, state))
+        self.settle(outcome, &mut state, started)
+            .map(|value| (value, state))
     }
 
     fn check_quarantine(&self) -> Result<(), CallError> {
@@ -314,7 +342,10 @@ impl Plugin {
         let state = store.data_mut();
         state.deadline = started + self.limits.timeout;
         state.limiter.denied = false;
-        store.set_epoch_deadline(epoch_ticks(self.limits.timeout, self.runtime.config.epoch_tick));
+        store.set_epoch_deadline(epoch_ticks(
+            self.limits.timeout,
+            self.runtime.config.epoch_tick,
+        ));
         started
     }
 
@@ -352,7 +383,10 @@ impl Plugin {
     fn check_deletions(&self, batch: &[FileInfo], deletions: &[Deletion]) -> Result<(), CallError> {
         let mut ids: Vec<u64> = batch.iter().map(|f| f.id).collect();
         ids.sort_unstable();
-        match deletions.iter().find(|d| ids.binary_search(&d.file).is_err()) {
+        match deletions
+            .iter()
+            .find(|d| ids.binary_search(&d.file).is_err())
+        {
             Some(stray) => Err(self.invalid_output(format!(
                 "asked to delete file {} which is not in its batch",
                 stray.file
@@ -372,7 +406,12 @@ impl Plugin {
         let started = self.arm(&mut store);
         let instantiated = pre.instantiate(&mut store).map(Ok);
         let instance = self.settle(instantiated, store.data_mut(), started)?;
-        Ok(PlanSession { plugin: self, store, instance, broken: false })
+        Ok(PlanSession {
+            plugin: self,
+            store,
+            instance,
+            broken: false,
+        })
     }
 
     /// Counts consecutive traps; quarantines at the threshold.
@@ -399,16 +438,25 @@ pub struct PlanSession<'a> {
 impl PlanSession<'_> {
     /// Plans one batch. After a trap the instance is gone and every later
     /// call of the session fails.
-    pub fn plan(&mut self, batch: &[FileInfo], params: &Params) -> Result<Vec<Deletion>, CallError> {
+    pub fn plan(
+        &mut self,
+        batch: &[FileInfo],
+        params: &Params,
+    ) -> Result<Vec<Deletion>, CallError> {
         if self.broken {
-            return Err(CallError::Trap("an earlier batch of this run trapped".into()));
+            return Err(CallError::Trap(
+                "an earlier batch of this run trapped".into(),
+            ));
         }
         let plugin = self.plugin;
         plugin.check_quarantine()?;
         let span = plugin.span("plan");
         let _entered = span.enter();
         let started = plugin.arm(&mut self.store);
-        let outcome = self.instance.wharf_plugin_retention_policy().call_plan(&mut self.store, batch, params);
+        let outcome =
+            self.instance
+                .wharf_plugin_retention_policy()
+                .call_plan(&mut self.store, batch, params);
         let result = plugin.settle(outcome, self.store.data_mut(), started);
         self.broken = result.as_ref().is_err_and(CallError::is_trap);
         let deletions = result?;
@@ -476,7 +524,9 @@ fn bare_file_name(name: &str) -> Result<(), String> {
         || name.contains(['/', '\\', '\0'])
         || name.chars().any(char::is_control);
     if bad {
-        return Err(format!("{name:?} is not a bare file name (it must not contain / \\ or be . or ..)"));
+        return Err(format!(
+            "{name:?} is not a bare file name (it must not contain / \\ or be . or ..)"
+        ));
     }
     Ok(())
 }
@@ -495,7 +545,17 @@ mod tests {
 
     #[test]
     fn names_that_leave_the_directory_are_rejected() {
-        for bad in ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\\b", "a\0b", "a\nb"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "/etc/passwd",
+            "a\\b",
+            "a\0b",
+            "a\nb",
+        ] {
             assert!(bare_file_name(bad).is_err(), "{bad:?}");
         }
         assert!(bare_file_name("set-1.tar").is_ok());
@@ -504,9 +564,18 @@ mod tests {
 
     #[test]
     fn only_transient_failures_are_retryable() {
-        assert_eq!(CallError::Transient("x".into()).class(), ErrorClass::Transient);
-        assert_eq!(CallError::InvalidParams("x".into()).class(), ErrorClass::InvalidParams);
-        assert_eq!(CallError::Deadline(Duration::ZERO).class(), ErrorClass::Terminal);
+        assert_eq!(
+            CallError::Transient("x".into()).class(),
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            CallError::InvalidParams("x".into()).class(),
+            ErrorClass::InvalidParams
+        );
+        assert_eq!(
+            CallError::Deadline(Duration::ZERO).class(),
+            ErrorClass::Terminal
+        );
         assert_eq!(CallError::Quarantined(5).class(), ErrorClass::Terminal);
     }
 }

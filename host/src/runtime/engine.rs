@@ -73,7 +73,13 @@ impl Runtime {
                 })?
         };
         Ok(Runtime {
-            inner: Arc::new(RuntimeInner { engine, linker, config, ticker: Some(ticker), stop }),
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                config,
+                ticker: Some(ticker),
+                stop,
+            }),
         })
     }
 

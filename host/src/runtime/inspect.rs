@@ -60,7 +60,9 @@ impl std::str::FromStr for World {
         World::ALL
             .into_iter()
             .find(|world| world.name() == s)
-            .ok_or_else(|| format!("unknown plugin kind {s:?}: expected exporter, retention or uploader"))
+            .ok_or_else(|| {
+                format!("unknown plugin kind {s:?}: expected exporter, retention or uploader")
+            })
     }
 }
 
@@ -75,22 +77,37 @@ impl ComponentReport {
     pub fn of(engine: &Engine, component: &Component) -> ComponentReport {
         let ty = component.component_type();
         ComponentReport {
-            imports: ty.imports(engine).map(|(name, _)| name.to_owned()).collect(),
-            exports: ty.exports(engine).map(|(name, _)| name.to_owned()).collect(),
+            imports: ty
+                .imports(engine)
+                .map(|(name, _)| name.to_owned())
+                .collect(),
+            exports: ty
+                .exports(engine)
+                .map(|(name, _)| name.to_owned())
+                .collect(),
         }
     }
 
     /// The world and WIT version, from the wharf interface it exports.
     pub fn world(&self) -> Result<(World, String), String> {
         for export in &self.exports {
-            let Some((interface, version)) = wharf_interface(export) else { continue };
-            if let Some(world) = World::ALL.into_iter().find(|w| w.export_interface() == interface) {
+            let Some((interface, version)) = wharf_interface(export) else {
+                continue;
+            };
+            if let Some(world) = World::ALL
+                .into_iter()
+                .find(|w| w.export_interface() == interface)
+            {
                 return Ok((world, version.to_owned()));
             }
         }
         Err(format!(
             "it exports no wharf:plugin world interface (found: {}); build it with the wharf SDK",
-            if self.exports.is_empty() { "nothing".to_owned() } else { self.exports.join(", ") }
+            if self.exports.is_empty() {
+                "nothing".to_owned()
+            } else {
+                self.exports.join(", ")
+            }
         ))
     }
 
@@ -137,7 +154,11 @@ pub fn wit_version_supported(found: &str) -> bool {
     let (Some(host), Some(plugin)) = (parse(WIT_VERSION), parse(found)) else {
         return false;
     };
-    let same_series = if host.0 == 0 { plugin.0 == 0 && plugin.1 == host.1 } else { plugin.0 == host.0 };
+    let same_series = if host.0 == 0 {
+        plugin.0 == 0 && plugin.1 == host.1
+    } else {
+        plugin.0 == host.0
+    };
     same_series && plugin <= host
 }
 
@@ -157,11 +178,17 @@ mod tests {
     #[test]
     fn world_is_read_from_the_exported_interface() {
         let report = ComponentReport {
-            imports: vec!["wharf:plugin/host@0.1.0".into(), "wharf:plugin/http@0.1.0".into()],
+            imports: vec![
+                "wharf:plugin/host@0.1.0".into(),
+                "wharf:plugin/http@0.1.0".into(),
+            ],
             exports: vec!["wharf:plugin/retention-policy@0.1.0".into()],
         };
         assert_eq!(report.world().unwrap(), (World::Retention, "0.1.0".into()));
-        assert_eq!(report.forbidden_imports(World::Retention), vec!["wharf:plugin/http@0.1.0"]);
+        assert_eq!(
+            report.forbidden_imports(World::Retention),
+            vec!["wharf:plugin/http@0.1.0"]
+        );
         assert!(report.forbidden_imports(World::Uploader).is_empty());
     }
 }

@@ -80,23 +80,34 @@ pub fn read_plugin_dir(
     (sources, errors)
 }
 
-fn read_manifest(path: &Path, defaults: Limits, max_memory_bytes: u64) -> Result<PluginSource, String> {
+fn read_manifest(
+    path: &Path,
+    defaults: Limits,
+    max_memory_bytes: u64,
+) -> Result<PluginSource, String> {
     let name = path
         .file_stem()
         .and_then(|stem| stem.to_str())
         .ok_or("the manifest's file name must be valid UTF-8")?
         .to_owned();
     let text = std::fs::read_to_string(path).map_err(|err| format!("cannot be read: {err}"))?;
-    let manifest: Manifest = toml::from_str(&text).map_err(|err| format!("is not a valid plugin manifest: {err}"))?;
+    let manifest: Manifest =
+        toml::from_str(&text).map_err(|err| format!("is not a valid plugin manifest: {err}"))?;
     let sha256 = manifest.sha256.to_ascii_lowercase();
     if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err("`sha256` must be the 64 hex digits of the wasm file's sha256 (see `sha256sum`)".into());
+        return Err(
+            "`sha256` must be the 64 hex digits of the wasm file's sha256 (see `sha256sum`)".into(),
+        );
     }
     let limits = apply(manifest.limits, defaults, max_memory_bytes)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let wasm_path = base.join(&manifest.wasm);
-    let wasm = std::fs::read(&wasm_path)
-        .map_err(|err| format!("its wasm file {} cannot be read: {err}", wasm_path.display()))?;
+    let wasm = std::fs::read(&wasm_path).map_err(|err| {
+        format!(
+            "its wasm file {} cannot be read: {err}",
+            wasm_path.display()
+        )
+    })?;
     Ok(PluginSource {
         name,
         wasm,
@@ -107,12 +118,20 @@ fn read_manifest(path: &Path, defaults: Limits, max_memory_bytes: u64) -> Result
     })
 }
 
-fn apply(overrides: LimitOverrides, defaults: Limits, max_memory_bytes: u64) -> Result<Limits, String> {
+fn apply(
+    overrides: LimitOverrides,
+    defaults: Limits,
+    max_memory_bytes: u64,
+) -> Result<Limits, String> {
     let limits = Limits {
         memory_bytes: overrides.memory_bytes.unwrap_or(defaults.memory_bytes),
-        timeout: overrides.timeout_ms.map_or(defaults.timeout, Duration::from_millis),
+        timeout: overrides
+            .timeout_ms
+            .map_or(defaults.timeout, Duration::from_millis),
         output_bytes: overrides.output_bytes.unwrap_or(defaults.output_bytes),
-        http_response_bytes: overrides.http_response_bytes.unwrap_or(defaults.http_response_bytes),
+        http_response_bytes: overrides
+            .http_response_bytes
+            .unwrap_or(defaults.http_response_bytes),
     };
     validate_limits(&limits, max_memory_bytes).map_err(|err| format!("limits.{err}"))?;
     Ok(limits)
@@ -127,7 +146,10 @@ pub fn validate_limits(limits: &Limits, max_memory_bytes: u64) -> Result<(), Str
         ));
     }
     if limits.timeout.is_zero() || limits.timeout > Duration::from_secs(24 * 3600) {
-        return Err(format!("timeout_ms = {} must be between 1 and 86400000", limits.timeout.as_millis()));
+        return Err(format!(
+            "timeout_ms = {} must be between 1 and 86400000",
+            limits.timeout.as_millis()
+        ));
     }
     if limits.output_bytes == 0 {
         return Err("output_bytes must be greater than 0".into());

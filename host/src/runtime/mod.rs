@@ -25,8 +25,8 @@ pub use engine::{Allocator, Runtime, RuntimeConfig};
 pub use inspect::{ComponentReport, WIT_VERSION, World, wit_version_supported};
 pub use limits::Limits;
 pub use manifest::{ManifestError, read_plugin_dir, validate_limits};
-pub use registry::{LoadError, Plugin, PluginSource, Registry};
 pub(crate) use registry::sha256_hex;
+pub use registry::{LoadError, Plugin, PluginSource, Registry};
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/bundled.rs"));

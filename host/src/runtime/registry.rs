@@ -8,7 +8,9 @@ use std::sync::atomic::AtomicU32;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use super::bindings::{PluginInfo, exporter::ExporterPre, retention::RetentionPre, uploader::UploaderPre};
+use super::bindings::{
+    PluginInfo, exporter::ExporterPre, retention::RetentionPre, uploader::UploaderPre,
+};
 use super::cache::{self, CacheOutcome};
 use super::call::{CallError, CallState};
 use super::engine::{Runtime, RuntimeInner};
@@ -38,18 +40,34 @@ pub enum LoadError {
         "plugin {name}: sha256 mismatch: pinned {expected}, but the file has {found}; \
          if you trust the new file, update the pin"
     )]
-    Sha256Mismatch { name: String, expected: String, found: String },
+    Sha256Mismatch {
+        name: String,
+        expected: String,
+        found: String,
+    },
     #[error("plugin {name}: {reason}")]
     Invalid { name: String, reason: String },
     #[error("plugin {name} is configured as {expected} but is a {found} plugin")]
-    WrongWorld { name: String, expected: World, found: World },
+    WrongWorld {
+        name: String,
+        expected: World,
+        found: World,
+    },
     #[error(
         "plugin {name} was built against wharf:plugin@{found}, but this wharf supports \
          wharf:plugin@{expected}; rebuild it with a wharf-sdk for {expected}"
     )]
-    UnsupportedWitVersion { name: String, expected: &'static str, found: String },
+    UnsupportedWitVersion {
+        name: String,
+        expected: &'static str,
+        found: String,
+    },
     #[error("plugin {name}: a {world} plugin may not import {imports}")]
-    ForbiddenImport { name: String, world: World, imports: String },
+    ForbiddenImport {
+        name: String,
+        world: World,
+        imports: String,
+    },
     #[error("plugin {name}: its describe call failed: {error}")]
     Describe { name: String, error: CallError },
 }
@@ -97,10 +115,17 @@ impl Runtime {
     /// plugin, then calls its `describe`.
     pub fn load(&self, source: PluginSource) -> Result<Plugin, LoadError> {
         let name = source.name;
-        let invalid = |reason: String| LoadError::Invalid { name: name.clone(), reason };
+        let invalid = |reason: String| LoadError::Invalid {
+            name: name.clone(),
+            reason,
+        };
         let found = sha256_hex(&source.wasm);
         if !found.eq_ignore_ascii_case(&source.sha256) {
-            return Err(LoadError::Sha256Mismatch { name, expected: source.sha256, found });
+            return Err(LoadError::Sha256Mismatch {
+                name,
+                expected: source.sha256,
+                found,
+            });
         }
         let engine = &self.inner.engine;
         let cache_dir = self.inner.config.compiled_cache_dir.as_deref();
@@ -108,17 +133,31 @@ impl Runtime {
             cache::load_or_compile(engine, &source.wasm, &found, cache_dir).map_err(invalid)?;
         let report = ComponentReport::of(engine, &component);
         let (world, version) = report.world().map_err(invalid)?;
-        if let Some(bad) = report.wit_versions().into_iter().find(|v| !wit_version_supported(v)) {
-            return Err(LoadError::UnsupportedWitVersion { name, expected: WIT_VERSION, found: bad });
+        if let Some(bad) = report
+            .wit_versions()
+            .into_iter()
+            .find(|v| !wit_version_supported(v))
+        {
+            return Err(LoadError::UnsupportedWitVersion {
+                name,
+                expected: WIT_VERSION,
+                found: bad,
+            });
         }
-        if let Some(expected) = source.world {
-            if expected != world {
-                return Err(LoadError::WrongWorld { name, expected, found: world });
-            }
+        if let Some(expected) = source.world.filter(|expected| *expected != world) {
+            return Err(LoadError::WrongWorld {
+                name,
+                expected,
+                found: world,
+            });
         }
         let forbidden = report.forbidden_imports(world);
         if !forbidden.is_empty() {
-            return Err(LoadError::ForbiddenImport { name, world, imports: forbidden.join(", ") });
+            return Err(LoadError::ForbiddenImport {
+                name,
+                world,
+                imports: forbidden.join(", "),
+            });
         }
         tracing::debug!(plugin = %name, %world, wit = %version, ?cache, "plugin compiled");
         let pre = self.pre_instantiate(&component, world).map_err(invalid)?;
@@ -139,7 +178,9 @@ impl Runtime {
             runtime: self.inner.clone(),
             consecutive_traps: AtomicU32::new(0),
         };
-        plugin.info = plugin.describe().map_err(|error| LoadError::Describe { name, error })?;
+        plugin.info = plugin
+            .describe()
+            .map_err(|error| LoadError::Describe { name, error })?;
         Ok(plugin)
     }
 
@@ -151,17 +192,21 @@ impl Runtime {
         let instance_pre = linker
             .instantiate_pre(component)
             .map_err(|err| format!("its imports do not match this host: {err:#}"))?;
-        let typed = |err: wasmtime::Error| format!("its exports do not match the {world} world: {err:#}");
+        let typed =
+            |err: wasmtime::Error| format!("its exports do not match the {world} world: {err:#}");
         Ok(match world {
             World::Exporter => WorldPre::Exporter(ExporterPre::new(instance_pre).map_err(typed)?),
-            World::Retention => WorldPre::Retention(RetentionPre::new(instance_pre).map_err(typed)?),
+            World::Retention => {
+                WorldPre::Retention(RetentionPre::new(instance_pre).map_err(typed)?)
+            }
             World::Uploader => WorldPre::Uploader(UploaderPre::new(instance_pre).map_err(typed)?),
         })
     }
 
     /// Reads a component's world, WIT version and imports without loading it.
     pub fn inspect(&self, wasm: &[u8]) -> Result<ComponentReport, String> {
-        let (component, _) = cache::load_or_compile(&self.inner.engine, wasm, &sha256_hex(wasm), None)?;
+        let (component, _) =
+            cache::load_or_compile(&self.inner.engine, wasm, &sha256_hex(wasm), None)?;
         Ok(ComponentReport::of(&self.inner.engine, &component))
     }
 }
@@ -184,7 +229,9 @@ impl Registry {
         for source in sources {
             match runtime.load(source) {
                 Ok(plugin) => {
-                    registry.plugins.insert(plugin.name.clone(), Arc::new(plugin));
+                    registry
+                        .plugins
+                        .insert(plugin.name.clone(), Arc::new(plugin));
                 }
                 Err(error) => errors.push(error),
             }

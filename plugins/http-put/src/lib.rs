@@ -32,22 +32,36 @@ impl Uploader for HttpPut {
         }
         let url = format!("{}/{}", destination.url.trim_end_matches('/'), file.sha256);
         let head = send(&request("HEAD", &url, Vec::new(), Body::Empty))?;
-        if head.status == 200 && header(&head, "content-length") == Some(file.size.to_string().as_str()) {
-            return Ok(UploadResult { remote_ref: url, remote_sha256: None });
+        if head.status == 200
+            && header(&head, "content-length") == Some(file.size.to_string().as_str())
+        {
+            return Ok(UploadResult {
+                remote_ref: url,
+                remote_sha256: None,
+            });
         }
-        let body = Body::FileRange(FileRange { file: file.id, offset: 0, len: file.size });
+        let body = Body::FileRange(FileRange {
+            file: file.id,
+            offset: 0,
+            len: file.size,
+        });
         let headers = vec![
             ("content-length".into(), file.size.to_string()),
             ("x-wharf-sha256".into(), file.sha256.clone()),
         ];
         let put = send(&request("PUT", &url, headers, body))?;
         match put.status {
-            200..=299 => Ok(UploadResult { remote_ref: url, remote_sha256: None }),
+            200..=299 => Ok(UploadResult {
+                remote_ref: url,
+                remote_sha256: None,
+            }),
             408 | 429 | 500..=599 => Err(PluginError::Transient(format!(
                 "PUT {url} answered {}; will retry",
                 put.status
             ))),
-            status => Err(PluginError::Terminal(format!("PUT {url} answered {status}"))),
+            status => Err(PluginError::Terminal(format!(
+                "PUT {url} answered {status}"
+            ))),
         }
     }
 }
@@ -55,7 +69,12 @@ impl Uploader for HttpPut {
 wharf_sdk::export_uploader!(HttpPut);
 
 fn request(method: &str, url: &str, headers: Vec<(String, String)>, body: Body) -> Request {
-    Request { method: method.into(), url: url.into(), headers, body }
+    Request {
+        method: method.into(),
+        url: url.into(),
+        headers,
+        body,
+    }
 }
 
 fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
@@ -89,13 +108,19 @@ mod tests {
     }
 
     fn destination() -> Destination {
-        Destination { name: "store".into(), url: "http://127.0.0.1:9/bucket/".into() }
+        Destination {
+            name: "store".into(),
+            url: "http://127.0.0.1:9/bucket/".into(),
+        }
     }
 
     fn response(status: u16, headers: &[(&str, &str)]) -> Response {
         Response {
             status,
-            headers: headers.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
             body: Vec::new(),
         }
     }
@@ -104,12 +129,21 @@ mod tests {
     fn puts_the_file_bytes_under_its_sha256() {
         let seen = Rc::new(RefCell::new(Vec::new()));
         let log = seen.clone();
-        let mut host = MockHost::new().with_file(1, b"hello".to_vec()).with_http(move |req, body| {
-            log.borrow_mut().push((req.method.clone(), req.url.clone(), body));
-            Ok(response(if req.method == "HEAD" { 404 } else { 201 }, &[]))
-        });
-        let result = host.run(|| HttpPut::run(file(), destination(), vec![])).unwrap();
-        assert_eq!(result.remote_ref, format!("http://127.0.0.1:9/bucket/{SHA}"));
+        let mut host =
+            MockHost::new()
+                .with_file(1, b"hello".to_vec())
+                .with_http(move |req, body| {
+                    log.borrow_mut()
+                        .push((req.method.clone(), req.url.clone(), body));
+                    Ok(response(if req.method == "HEAD" { 404 } else { 201 }, &[]))
+                });
+        let result = host
+            .run(|| HttpPut::run(file(), destination(), vec![]))
+            .unwrap();
+        assert_eq!(
+            result.remote_ref,
+            format!("http://127.0.0.1:9/bucket/{SHA}")
+        );
         let seen = seen.borrow();
         assert_eq!(seen.len(), 2);
         assert_eq!(seen[1].0, "PUT");
@@ -120,22 +154,31 @@ mod tests {
     fn an_object_already_there_is_not_sent_again() {
         let puts = Rc::new(RefCell::new(0));
         let count = puts.clone();
-        let mut host = MockHost::new().with_file(1, b"hello".to_vec()).with_http(move |req, _| {
-            if req.method == "PUT" {
-                *count.borrow_mut() += 1;
-            }
-            Ok(response(200, &[("Content-Length", "5")]))
-        });
-        host.run(|| HttpPut::run(file(), destination(), vec![])).unwrap();
+        let mut host = MockHost::new()
+            .with_file(1, b"hello".to_vec())
+            .with_http(move |req, _| {
+                if req.method == "PUT" {
+                    *count.borrow_mut() += 1;
+                }
+                Ok(response(200, &[("Content-Length", "5")]))
+            });
+        host.run(|| HttpPut::run(file(), destination(), vec![]))
+            .unwrap();
         assert_eq!(*puts.borrow(), 0);
     }
 
     #[test]
     fn server_errors_are_transient_and_client_errors_terminal() {
         for (status, transient) in [(503, true), (429, true), (403, false)] {
-            let mut host = MockHost::new().with_file(1, b"hello".to_vec()).with_http(move |req, _| {
-                Ok(response(if req.method == "HEAD" { 404 } else { status }, &[]))
-            });
+            let mut host =
+                MockHost::new()
+                    .with_file(1, b"hello".to_vec())
+                    .with_http(move |req, _| {
+                        Ok(response(
+                            if req.method == "HEAD" { 404 } else { status },
+                            &[],
+                        ))
+                    });
             let result = host.run(|| HttpPut::run(file(), destination(), vec![]));
             match result {
                 Err(PluginError::Transient(_)) => assert!(transient, "{status}"),

@@ -15,8 +15,16 @@ impl Retention for KeepLast {
             env!("CARGO_PKG_VERSION"),
             "Keeps the newest N files of each entity; deletes older ones.",
             &[
-                ("keep", "how many of the newest files to keep per entity", Some("10")),
-                ("min_age_ms", "never delete a file created less than this long ago", Some("0")),
+                (
+                    "keep",
+                    "how many of the newest files to keep per entity",
+                    Some("10"),
+                ),
+                (
+                    "min_age_ms",
+                    "never delete a file created less than this long ago",
+                    Some("0"),
+                ),
             ],
         )
     }
@@ -75,12 +83,20 @@ mod tests {
     }
 
     fn params(pairs: &[(&str, &str)]) -> Params {
-        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
     }
 
     #[test]
     fn keeps_the_newest_per_entity() {
-        let batch = vec![file(1, "a", 30), file(2, "a", 20), file(3, "a", 10), file(4, "b", 5)];
+        let batch = vec![
+            file(1, "a", 30),
+            file(2, "a", 20),
+            file(3, "a", 10),
+            file(4, "b", 5),
+        ];
         let deleted = KeepLast::plan(batch, params(&[("keep", "2")])).unwrap();
         assert_eq!(deleted.iter().map(|d| d.file).collect::<Vec<_>>(), vec![3]);
     }

@@ -49,7 +49,13 @@ wharf_sdk::export_exporter!(TarExport);
 fn sanitize(id: &str) -> String {
     let name: String = id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if name.is_empty() || name.chars().all(|c| c == '.') {
         "export".into()
@@ -133,14 +139,22 @@ mod tests {
     }
 
     fn entity(id: &str) -> EntityInfo {
-        EntityInfo { id: id.into(), version: 1, last_export_ms: None }
+        EntityInfo {
+            id: id.into(),
+            version: 1,
+            last_export_ms: None,
+        }
     }
 
     #[test]
     fn archive_has_headers_contents_and_padding() {
-        let mut host = MockHost::new().with_file(1, b"hello".to_vec()).with_file(2, vec![7u8; 512]);
+        let mut host = MockHost::new()
+            .with_file(1, b"hello".to_vec())
+            .with_file(2, vec![7u8; 512]);
         let files = vec![file(1, "a/hello.txt", 5), file(2, "b.bin", 512)];
-        let result = host.run(|| TarExport::run(entity("set 1/.."), files, vec![])).unwrap();
+        let result = host
+            .run(|| TarExport::run(entity("set 1/.."), files, vec![]))
+            .unwrap();
         assert_eq!(result.file_name, "set_1_...tar");
         let out = &host.output;
         assert_eq!(out.len(), 512 + 512 + 512 + 512 + 1024);
@@ -155,7 +169,8 @@ mod tests {
     #[test]
     fn header_checksum_matches_tar_rules() {
         let block = header(&file(1, "x", 3)).unwrap();
-        let stored = u32::from_str_radix(std::str::from_utf8(&block[148..154]).unwrap(), 8).unwrap();
+        let stored =
+            u32::from_str_radix(std::str::from_utf8(&block[148..154]).unwrap(), 8).unwrap();
         let mut copy = block;
         copy[148..156].copy_from_slice(b"        ");
         assert_eq!(stored, copy.iter().map(|&b| u32::from(b)).sum::<u32>());
@@ -167,7 +182,9 @@ mod tests {
         let (prefix, name) = split_name(&long).unwrap();
         assert_eq!((prefix.len(), name.len()), (120, 90));
         let too_long = "x".repeat(300);
-        assert!(matches!(split_name(&too_long), Err(PluginError::Terminal(m)) if m.contains("too long")));
+        assert!(
+            matches!(split_name(&too_long), Err(PluginError::Terminal(m)) if m.contains("too long"))
+        );
     }
 
     #[test]

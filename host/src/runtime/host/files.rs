@@ -78,7 +78,9 @@ impl host_api::Host for CallState {
         len: u64,
     ) -> wasmtime::Result<Result<String, PluginError>> {
         let mut hasher = Sha256::new();
-        Ok(self.digest_range(file, offset, len, |chunk| hasher.update(chunk))?.map(|()| hex::encode(hasher.finalize())))
+        Ok(self
+            .digest_range(file, offset, len, |chunk| hasher.update(chunk))?
+            .map(|()| hex::encode(hasher.finalize())))
     }
 
     fn crc32_range(
@@ -88,7 +90,9 @@ impl host_api::Host for CallState {
         len: u64,
     ) -> wasmtime::Result<Result<u32, PluginError>> {
         let mut hasher = crc32fast::Hasher::new();
-        Ok(self.digest_range(file, offset, len, |chunk| hasher.update(chunk))?.map(|()| hasher.finalize()))
+        Ok(self
+            .digest_range(file, offset, len, |chunk| hasher.update(chunk))?
+            .map(|()| hasher.finalize()))
     }
 }
 
@@ -113,7 +117,9 @@ impl CallState {
             self.check_deadline()?;
             let want = CHUNK.min(left) as usize;
             if let Err(err) = handle.read_exact(&mut buffer[..want]) {
-                return Ok(Err(PluginError::Transient(format!("file {file} cannot be read: {err}"))));
+                return Ok(Err(PluginError::Transient(format!(
+                    "file {file} cannot be read: {err}"
+                ))));
             }
             update(&buffer[..want]);
             left -= want as u64;

@@ -23,7 +23,10 @@ pub(crate) struct HttpAccess {
 
 impl HttpAccess {
     pub(crate) fn new(allowed_hosts: Vec<String>, response_limit: u64) -> Self {
-        HttpAccess { allowed_hosts, response_limit }
+        HttpAccess {
+            allowed_hosts,
+            response_limit,
+        }
     }
 
     fn allows(&self, uri: &Uri) -> bool {
@@ -53,7 +56,10 @@ impl http_api::Host for CallState {
         let mut method = match Method::from_bytes(request.method.as_bytes()) {
             Ok(method) => method,
             Err(_) => {
-                return Ok(Err(PluginError::InvalidParams(format!("bad HTTP method {:?}", request.method))));
+                return Ok(Err(PluginError::InvalidParams(format!(
+                    "bad HTTP method {:?}",
+                    request.method
+                ))));
             }
         };
         let mut url = request.url.clone();
@@ -61,7 +67,11 @@ impl http_api::Host for CallState {
         for _ in 0..=MAX_REDIRECTS {
             let uri: Uri = match url.parse() {
                 Ok(uri) => uri,
-                Err(err) => return Ok(Err(PluginError::InvalidParams(format!("bad URL {url:?}: {err}")))),
+                Err(err) => {
+                    return Ok(Err(PluginError::InvalidParams(format!(
+                        "bad URL {url:?}: {err}"
+                    ))));
+                }
             };
             if uri.scheme_str() != Some("http") {
                 return Ok(Err(PluginError::Terminal(format!(
@@ -71,13 +81,16 @@ impl http_api::Host for CallState {
             let allowed = self.http.as_ref().is_some_and(|http| http.allows(&uri));
             if !allowed {
                 let host = uri.authority().map_or("", |a| a.as_str()).to_owned();
-                return Ok(Err(self.deny(format!("host {host} is not in this plugin's allowed hosts"))));
+                return Ok(Err(self.deny(format!(
+                    "host {host} is not in this plugin's allowed hosts"
+                ))));
             }
             let remaining = self.deadline.saturating_duration_since(Instant::now());
-            let response = match self.send_once(&method, &uri, &request.headers, &body, remaining, limit)? {
-                Ok(response) => response,
-                Err(err) => return Ok(Err(err)),
-            };
+            let response =
+                match self.send_once(&method, &uri, &request.headers, &body, remaining, limit)? {
+                    Ok(response) => response,
+                    Err(err) => return Ok(Err(err)),
+                };
             let location = response
                 .headers
                 .iter()
@@ -85,7 +98,11 @@ impl http_api::Host for CallState {
                 .map(|(_, value)| value.clone());
             match (response.status, location) {
                 (301 | 302 | 303 | 307 | 308, Some(location)) => {
-                    if response.status == 303 || (response.status != 307 && response.status != 308 && method == Method::POST) {
+                    if response.status == 303
+                        || (response.status != 307
+                            && response.status != 308
+                            && method == Method::POST)
+                    {
                         method = Method::GET;
                         body = http_api::Body::Empty;
                     }
@@ -94,7 +111,10 @@ impl http_api::Host for CallState {
                 _ => return Ok(Ok(response)),
             }
         }
-        Ok(Err(PluginError::Terminal(format!("more than {MAX_REDIRECTS} redirects from {}", request.url))))
+        Ok(Err(PluginError::Terminal(format!(
+            "more than {MAX_REDIRECTS} redirects from {}",
+            request.url
+        ))))
     }
 }
 
@@ -114,7 +134,9 @@ impl CallState {
             .http_status_as_error(false)
             .build()
             .into();
-        let mut builder = ureq::http::Request::builder().method(method.clone()).uri(uri.clone());
+        let mut builder = ureq::http::Request::builder()
+            .method(method.clone())
+            .uri(uri.clone());
         for (name, value) in headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
@@ -135,7 +157,11 @@ impl CallState {
             }
         };
         let mut response = match result {
-            Err(err) => return Ok(Err(PluginError::InvalidParams(format!("bad request: {err}")))),
+            Err(err) => {
+                return Ok(Err(PluginError::InvalidParams(format!(
+                    "bad request: {err}"
+                ))));
+            }
             Ok(Err(ureq::Error::Timeout(_))) => {
                 self.check_deadline()?;
                 return Ok(Err(PluginError::Transient(format!("{uri}: timed out"))));
@@ -147,12 +173,22 @@ impl CallState {
         let headers = response
             .headers()
             .iter()
-            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let body = if method == Method::HEAD {
             Vec::new()
         } else {
-            match response.body_mut().with_config().limit(response_limit).read_to_vec() {
+            match response
+                .body_mut()
+                .with_config()
+                .limit(response_limit)
+                .read_to_vec()
+            {
                 Ok(body) => body,
                 Err(err) => {
                     return Ok(Err(PluginError::Transient(format!(
@@ -161,7 +197,11 @@ impl CallState {
                 }
             }
         };
-        Ok(Ok(http_api::Response { status, headers, body }))
+        Ok(Ok(http_api::Response {
+            status,
+            headers,
+            body,
+        }))
     }
 }
 

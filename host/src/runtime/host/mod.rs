@@ -34,10 +34,22 @@ pub(crate) fn base_linker(engine: &Engine) -> anyhow::Result<Linker<CallState>> 
     let add = |result: wasmtime::Result<()>| {
         result.map_err(|err| anyhow::anyhow!("could not link the plugin host interfaces: {err:#}"))
     };
-    add(types_api::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |state| state))?;
-    add(host_api::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |state| state))?;
-    add(output_api::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |state| state))?;
-    add(http_api::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |state| state))?;
+    add(types_api::add_to_linker::<_, HasSelf<CallState>>(
+        &mut linker,
+        |state| state,
+    ))?;
+    add(host_api::add_to_linker::<_, HasSelf<CallState>>(
+        &mut linker,
+        |state| state,
+    ))?;
+    add(output_api::add_to_linker::<_, HasSelf<CallState>>(
+        &mut linker,
+        |state| state,
+    ))?;
+    add(http_api::add_to_linker::<_, HasSelf<CallState>>(
+        &mut linker,
+        |state| state,
+    ))?;
     Ok(linker)
 }
 
@@ -73,7 +85,11 @@ pub(crate) fn deny_foreign_imports(
                             })?;
                         }
                         ComponentItem::Resource(_) => {
-                            linker_instance.resource(export, ResourceType::host::<DeniedImport>(), |_, _| Ok(()))?;
+                            linker_instance.resource(
+                                export,
+                                ResourceType::host::<DeniedImport>(),
+                                |_, _| Ok(()),
+                            )?;
                         }
                         _ => {}
                     }
@@ -86,7 +102,11 @@ pub(crate) fn deny_foreign_imports(
                 })?;
             }
             ComponentItem::Resource(_) => {
-                linker.root().resource(name, ResourceType::host::<DeniedImport>(), |_, _| Ok(()))?;
+                linker.root().resource(
+                    name,
+                    ResourceType::host::<DeniedImport>(),
+                    |_, _| Ok(()),
+                )?;
             }
             _ => {}
         }
@@ -106,9 +126,8 @@ fn open_range(
     let Some(path) = state.files.get(&file) else {
         return Err(state.deny(format!("file {file} was not given to this call")));
     };
-    let mut handle = File::open(path).map_err(|err| {
-        PluginError::Transient(format!("file {file} cannot be opened: {err}"))
-    })?;
+    let mut handle = File::open(path)
+        .map_err(|err| PluginError::Transient(format!("file {file} cannot be opened: {err}")))?;
     let size = handle
         .metadata()
         .map_err(|err| PluginError::Transient(format!("file {file} cannot be read: {err}")))?

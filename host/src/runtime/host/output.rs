@@ -20,12 +20,19 @@ impl Output {
     /// Creates `path`, which must not exist yet.
     pub(crate) fn create(path: &Path, limit: u64) -> io::Result<Output> {
         let file = OpenOptions::new().write(true).create_new(true).open(path)?;
-        Ok(Output { file: BufWriter::new(file), written: 0, limit })
+        Ok(Output {
+            file: BufWriter::new(file),
+            written: 0,
+            limit,
+        })
     }
 
     /// Flushes and fsyncs; the caller renames the file into place.
     pub(crate) fn finish(self) -> io::Result<()> {
-        let file = self.file.into_inner().map_err(io::IntoInnerError::into_error)?;
+        let file = self
+            .file
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)?;
         file.sync_all()
     }
 }
@@ -58,7 +65,9 @@ impl output_api::Host for CallState {
             return Ok(Err(self.deny("this call has no output".into())));
         };
         self.reserve_output(bytes.len() as u64)?;
-        let Some(output) = &mut self.output else { return Ok(Ok(())) };
+        let Some(output) = &mut self.output else {
+            return Ok(Ok(()));
+        };
         Ok(output.file.write_all(&bytes).map_err(write_failed))
     }
 
@@ -80,7 +89,9 @@ impl output_api::Host for CallState {
         let mut source = source.take(len);
         loop {
             self.check_deadline()?;
-            let Some(output) = &mut self.output else { return Ok(Ok(())) };
+            let Some(output) = &mut self.output else {
+                return Ok(Ok(()));
+            };
             if let Err(err) = output.file.flush() {
                 return Ok(Err(write_failed(err)));
             }

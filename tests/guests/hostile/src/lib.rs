@@ -3,7 +3,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use wharf_sdk::{EntityInfo, ExportResult, Exporter, FileInfo, Params, PluginError, PluginInfo, param};
+use wharf_sdk::{
+    EntityInfo, ExportResult, Exporter, FileInfo, Params, PluginError, PluginInfo, param,
+};
 
 pub struct Hostile;
 
@@ -12,12 +14,26 @@ static CALLS: AtomicU64 = AtomicU64::new(0);
 
 impl Exporter for Hostile {
     fn describe() -> PluginInfo {
-        wharf_sdk::plugin_info("hostile", "0.0.1", "misbehaves on purpose", &[("mode", "how", Some("ok"))])
+        wharf_sdk::plugin_info(
+            "hostile",
+            "0.0.1",
+            "misbehaves on purpose",
+            &[("mode", "how", Some("ok"))],
+        )
     }
 
-    fn run(entity: EntityInfo, files: Vec<FileInfo>, params: Params) -> Result<ExportResult, PluginError> {
+    fn run(
+        entity: EntityInfo,
+        files: Vec<FileInfo>,
+        params: Params,
+    ) -> Result<ExportResult, PluginError> {
         let calls = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
-        let named = |name: String| Ok(ExportResult { file_name: name, media_type: "text/plain".into() });
+        let named = |name: String| {
+            Ok(ExportResult {
+                file_name: name,
+                media_type: "text/plain".into(),
+            })
+        };
         match param(&params, "mode").unwrap_or("ok") {
             "ok" => {
                 wharf_sdk::output::write(b"ok")?;
@@ -42,7 +58,9 @@ impl Exporter for Hostile {
             },
             "host-loop" => {
                 // Each call is cheap for the guest and slow for the host.
-                let file = files.first().ok_or(PluginError::InvalidParams("give me a file".into()))?;
+                let file = files
+                    .first()
+                    .ok_or(PluginError::InvalidParams("give me a file".into()))?;
                 loop {
                     let _ = wharf_sdk::host::sha256_range(file.id, 0, file.size);
                 }
