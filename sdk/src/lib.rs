@@ -2,16 +2,22 @@
 //! as a plain Rust type, export it with one macro, and unit-test it on the
 //! native target with [`mock::MockHost`].
 //!
-//! ```ignore
-//! use wharf_sdk::{Retention, FileInfo, Params, PluginError, PluginInfo, Deletion};
-//! struct KeepNothing;
+//! ```
+//! use wharf_sdk::{Deletion, FileInfo, Params, PluginError, PluginInfo, Retention};
+//!
+//! pub struct KeepNothing;
+//!
 //! impl Retention for KeepNothing {
-//!     fn describe() -> PluginInfo { wharf_sdk::plugin_info("keep-nothing", "deletes everything", &[]) }
+//!     fn describe() -> PluginInfo {
+//!         wharf_sdk::plugin_info("keep-nothing", "0.1.0", "deletes everything", &[])
+//!     }
 //!     fn plan(batch: Vec<FileInfo>, _: Params) -> Result<Vec<Deletion>, PluginError> {
 //!         Ok(batch.into_iter().map(|f| Deletion { file: f.id, reason: "keep-nothing".into() }).collect())
 //!     }
 //! }
+//!
 //! wharf_sdk::export_retention!(KeepNothing);
+//! # assert!(KeepNothing::plan(vec![], vec![]).unwrap().is_empty());
 //! ```
 //!
 //! The same source builds to `wasm32-wasip2` (where the host functions in
