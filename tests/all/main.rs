@@ -3,5 +3,6 @@
 
 mod bundled;
 mod cli;
+mod http;
 mod sandbox;
 mod support;

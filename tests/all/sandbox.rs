@@ -236,6 +236,7 @@ fn bytes_not_matching_the_pinned_sha256_are_refused() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(cached, 0);
+    assert_host_still_serves(&runtime, &load_hostile(&runtime), dir.path());
 }
 
 #[test]

@@ -137,8 +137,13 @@ impl CallState {
         let mut builder = ureq::http::Request::builder()
             .method(method.clone())
             .uri(uri.clone());
+        // Framing is the host's business: it knows the body it sends, and a
+        // plugin's conflicting length would make the request invalid.
+        let framing = ["content-length", "transfer-encoding", "host", "connection"];
         for (name, value) in headers {
-            builder = builder.header(name.as_str(), value.as_str());
+            if !framing.iter().any(|f| name.eq_ignore_ascii_case(f)) {
+                builder = builder.header(name.as_str(), value.as_str());
+            }
         }
         let result = match body {
             http_api::Body::Empty => builder.body(()).map(|req| agent.run(req)),
