@@ -18,9 +18,11 @@ CREATE TABLE files (
     created_ms      INTEGER NOT NULL,
     last_access_ms  INTEGER
 );
--- Retention visits an entity's files newest first.
-CREATE INDEX files_entity_created ON files (entity_id, created_ms DESC);
-CREATE INDEX files_state ON files (state) WHERE state <> 'ready';
+-- Retention candidates: ready files by (entity, created desc), paged by id.
+CREATE INDEX files_retention ON files (entity_id, created_ms DESC, id) WHERE state = 'ready';
+-- The few files not ready (writing, deleting, lost, corrupt), for status and fsck.
+CREATE INDEX files_not_ready ON files (state) WHERE state <> 'ready';
+CREATE INDEX files_entity ON files (entity_id);
 
 -- Datasets and projects that exports are made of.
 CREATE TABLE entities (

@@ -35,11 +35,11 @@ pub async fn run(
             data_dir.root().display()
         )
     })?;
-    let mut index = Index::open(&data_dir.index_path())
+    let index = Index::open(&data_dir.index_path())
         .with_context(|| format!("cannot open the index {}", data_dir.index_path().display()))?;
     let runtime = Runtime::new(config.runtime_config(&data_dir.compiled_cache_dir()))?;
     let mut config = config;
-    let mut loaded = load(&runtime, &config, &data_dir, &mut index)?;
+    let mut loaded = load(&runtime, &config, &data_dir, &index)?;
     for error in &loaded.errors {
         tracing::error!(error = %error, "plugin not loaded");
     }
@@ -52,7 +52,7 @@ pub async fn run(
     loop {
         match signals.recv().await.unwrap_or(Signal::Shutdown) {
             Signal::Shutdown => break,
-            Signal::Reload => match reload(&runtime, &data_dir, &mut index) {
+            Signal::Reload => match reload(&runtime, &data_dir, &index) {
                 Ok((new_config, report)) => {
                     tracing::info!(
                         plugins = report.registry.len(),
@@ -79,7 +79,7 @@ fn load(
     runtime: &Runtime,
     config: &Config,
     data_dir: &DataDir,
-    index: &mut Index,
+    index: &Index,
 ) -> anyhow::Result<LoadReport> {
     let report = plugins::load_all(runtime, config, &data_dir.plugins_dir());
     index.record_plugins(&report.rows(), now_ms())?;
@@ -90,7 +90,7 @@ fn load(
 fn reload(
     runtime: &Runtime,
     data_dir: &DataDir,
-    index: &mut Index,
+    index: &Index,
 ) -> anyhow::Result<(Config, LoadReport)> {
     let config = Config::load(&data_dir.config_path())?;
     let report = plugins::load_all(runtime, &config, &data_dir.plugins_dir());

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod index;
+pub mod lease;
 pub mod plugins;
 pub mod runtime;
 pub mod scaffold;

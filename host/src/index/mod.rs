@@ -2,97 +2,102 @@
 //! anywhere else.
 //!
 //! Architecture invariant: this module knows nothing about wasm or plugins
-//! beyond the rows it stores. Writes go through one connection (the writer);
-//! readers use a read-only pool, so `wharf sql` and a running daemon coexist.
+//! beyond the rows it stores. Writes go through one connection (the writer,
+//! behind a mutex, with `BEGIN IMMEDIATE` transactions so concurrent
+//! processes queue on SQLite's lock instead of deadlocking); reads use a pool
+//! of read-only connections, so `wharf sql` and a running daemon coexist.
 
-use std::path::Path;
+mod files;
+mod leases;
+mod plugins;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, params};
+use anyhow::Context;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+pub use files::{FileId, FileRow, FileState, InsertOutcome, NewFile};
+pub use leases::{LeaseHolder, LeaseOutcome};
+pub use plugins::PluginRow;
 
 /// Migrations in order; `PRAGMA user_version` is the number applied.
 /// Migration 1 is the first published schema (`schema.sql`); later ones will
 /// be separate files and `schema.sql` their snapshot.
 const MIGRATIONS: &[&str] = &[include_str!("../../../schema.sql")];
 
-/// How long a writer waits for another process's write lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a statement waits for another connection's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The index of one data directory.
 pub struct Index {
-    writer: Connection,
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: r2d2::Pool<SqliteConnectionManager>,
 }
 
-/// A plugin as loaded, for the `plugins` table.
-#[derive(Debug, Clone)]
-pub struct PluginRow {
-    pub name: String,
-    pub version: String,
-    pub world: String,
-    pub sha256: String,
-    pub source: String,
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index").field("path", &self.path).finish_non_exhaustive()
+    }
 }
 
 impl Index {
     /// Opens (creating if needed) the index at `path` and brings its schema
     /// up to date.
     pub fn open(path: &Path) -> anyhow::Result<Index> {
-        let mut writer = Connection::open(path)?;
+        let mut writer = Connection::open(path)
+            .with_context(|| format!("cannot open the index {}", path.display()))?;
         configure(&writer)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
+        // WAL makes NORMAL durable against process crashes; only a power
+        // loss may lose the last transactions, never corrupt the file.
+        writer.pragma_update(None, "synchronous", "NORMAL")?;
         migrate(&mut writer)?;
-        Ok(Index { writer })
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(|connection| configure(connection));
+        let readers = r2d2::Pool::builder()
+            .max_size(4)
+            .min_idle(Some(0))
+            .build(manager)
+            .context("cannot open read connections to the index")?;
+        Ok(Index { path: path.to_path_buf(), writer: Mutex::new(writer), readers })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The schema version applied.
     pub fn schema_version(&self) -> anyhow::Result<u32> {
-        Ok(self
-            .writer
-            .pragma_query_value(None, "user_version", |row| row.get(0))?)
+        self.read(|db| db.pragma_query_value(None, "user_version", |row| row.get(0)))
     }
 
-    /// Replaces the `plugins` table with the set just loaded.
-    pub fn record_plugins(&mut self, plugins: &[PluginRow], now_ms: i64) -> anyhow::Result<()> {
-        let tx = self.writer.transaction()?;
-        tx.execute("DELETE FROM plugins", [])?;
-        {
-            let mut insert = tx.prepare(
-                "INSERT INTO plugins (name, version, world, sha256, source, loaded_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for p in plugins {
-                insert.execute(params![
-                    p.name, p.version, p.world, p.sha256, p.source, now_ms
-                ])?;
-            }
-        }
+    /// Runs `f` in one immediate write transaction and commits it.
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>) -> anyhow::Result<T> {
+        let mut writer = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
         tx.commit()?;
-        Ok(())
+        Ok(value)
     }
 
-    /// The `plugins` table, by name.
-    pub fn plugins(&self) -> anyhow::Result<Vec<PluginRow>> {
-        let mut query = self
-            .writer
-            .prepare("SELECT name, version, world, sha256, source FROM plugins ORDER BY name")?;
-        let rows = query.query_map([], |row| {
-            Ok(PluginRow {
-                name: row.get(0)?,
-                version: row.get(1)?,
-                world: row.get(2)?,
-                sha256: row.get(3)?,
-                source: row.get(4)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    /// Runs `f` on a read-only connection from the pool.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> anyhow::Result<T> {
+        let connection = self.readers.get().context("no read connection to the index")?;
+        Ok(f(&connection)?)
     }
 }
 
 /// Opens the index read-only, for inspection while the daemon writes.
 pub fn open_read_only(path: &Path) -> anyhow::Result<Connection> {
-    let connection = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+    if !path.exists() {
+        anyhow::bail!("there is no index at {}; run `wharf init` first", path.display());
+    }
+    let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     configure(&connection)?;
     Ok(connection)
 }
@@ -112,12 +117,19 @@ fn migrate(connection: &mut Connection) -> anyhow::Result<()> {
         );
     }
     for (number, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
-        let tx = connection.transaction()?;
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(migration)?;
         tx.pragma_update(None, "user_version", number as i64 + 1)?;
         tx.commit()?;
     }
     Ok(())
+}
+
+/// Milliseconds since the Unix epoch, the unit of every time in the index.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]
@@ -136,33 +148,9 @@ mod tests {
     fn an_index_from_a_newer_wharf_is_refused_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.sqlite");
-        Connection::open(&path)
-            .unwrap()
-            .pragma_update(None, "user_version", 99)
-            .unwrap();
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
         let err = Index::open(&path).err().unwrap().to_string();
-        assert!(
-            err.contains("schema version 99") && err.contains("newer wharf"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn plugins_are_recorded_and_read_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut index = Index::open(&dir.path().join("index.sqlite")).unwrap();
-        let row = PluginRow {
-            name: "keep-last".into(),
-            version: "0.1.0".into(),
-            world: "retention".into(),
-            sha256: "a".repeat(64),
-            source: "bundled".into(),
-        };
-        index.record_plugins(std::slice::from_ref(&row), 1).unwrap();
-        index.record_plugins(std::slice::from_ref(&row), 2).unwrap();
-        let rows = index.plugins().unwrap();
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].name, "keep-last");
+        assert!(err.contains("schema version 99") && err.contains("newer wharf"), "{err}");
     }
 
     #[test]
@@ -172,5 +160,23 @@ mod tests {
         Index::open(&path).unwrap();
         let reader = open_read_only(&path).unwrap();
         assert!(reader.execute("DELETE FROM plugins", []).is_err());
+    }
+
+    #[test]
+    fn schema_sql_is_what_the_migrations_build() {
+        // Drift guard: applying every migration must give the schema that
+        // schema.sql alone gives.
+        let dump = |connection: &Connection| -> Vec<String> {
+            let mut query = connection
+                .prepare("SELECT type || ' ' || name || ': ' || ifnull(sql, '') FROM sqlite_master ORDER BY type, name")
+                .unwrap();
+            query.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let migrated = Index::open(&dir.path().join("a.sqlite")).unwrap();
+        let migrated = dump(&migrated.writer.lock().unwrap());
+        let snapshot = Connection::open_in_memory().unwrap();
+        snapshot.execute_batch(include_str!("../../../schema.sql")).unwrap();
+        assert_eq!(migrated, dump(&snapshot));
     }
 }
