@@ -4,5 +4,6 @@
 mod bundled;
 mod cli;
 mod http;
+mod lease;
 mod sandbox;
 mod support;
