@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod fsck;
 pub mod index;
 pub mod lease;
 pub mod plugins;

@@ -3,6 +3,7 @@
 
 mod bundled;
 mod cli;
+mod fsck;
 mod http;
 mod lease;
 mod sandbox;

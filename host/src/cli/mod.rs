@@ -2,6 +2,7 @@
 //! done by the library modules. Errors become exit codes in exactly one
 //! place, [`main`].
 
+mod fsck;
 mod init;
 mod plugin;
 mod run;
@@ -51,6 +52,14 @@ pub enum Command {
     Init,
     /// Run the daemon until SIGTERM or Ctrl-C (SIGHUP reloads plugins).
     Run,
+    /// Compare the index with the disk: missing files become `lost`, changed
+    /// ones `corrupt`; untracked files are reported (indexed with --repair).
+    /// Exits with 1 while problems remain.
+    Fsck {
+        /// Index untracked files found under DATA_DIR/files.
+        #[arg(long)]
+        repair: bool,
+    },
     /// Manage plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -106,6 +115,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Init => init::init(&data_dir, &config_path),
         Command::Run => run::run(data_dir, config()?),
+        Command::Fsck { repair } => fsck::run(&data_dir, repair),
         Command::Plugin(PluginCommand::List) => plugin::list(&data_dir, &config()?),
         Command::Plugin(PluginCommand::Inspect { file, json }) => plugin::inspect(&file, json),
         Command::Plugin(PluginCommand::New {
