@@ -316,6 +316,7 @@ impl Plugin {
             version = %self.info.version,
             world = self.world.name(),
             function,
+            elapsed_us = tracing::field::Empty,
         )
     }
 
@@ -366,6 +367,7 @@ impl Plugin {
             Err(error) => Err(classify(error, state, &self.limits, timeout)),
         };
         let elapsed_us = started.elapsed().as_micros() as u64;
+        tracing::Span::current().record("elapsed_us", elapsed_us);
         match &result {
             Ok(_) => {
                 self.consecutive_traps.store(0, Ordering::Relaxed);
