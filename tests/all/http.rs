@@ -70,10 +70,27 @@ fn serve(
 
 const HELLO_SHA: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
 
-fn uploader(runtime: &wharf::runtime::Runtime, allowed: &str) -> wharf::runtime::Plugin {
+/// The bundled uploader allowed to reach the server on `port`, a file
+/// holding `hello` and a destination on that server.
+fn upload_setup(
+    runtime: &wharf::runtime::Runtime,
+    dir: &std::path::Path,
+    port: u16,
+) -> (
+    wharf::runtime::Plugin,
+    wharf::runtime::CallFile,
+    Destination,
+) {
     let mut source = bundled("http-put");
-    source.allowed_hosts = vec![allowed.to_owned()];
-    runtime.load(source).unwrap()
+    source.allowed_hosts = vec![format!("127.0.0.1:{port}")];
+    let plugin = runtime.load(source).unwrap();
+    let mut file = call_file(dir, 1, "a.txt", b"hello");
+    file.info.sha256 = HELLO_SHA.into();
+    let destination = Destination {
+        name: "local".into(),
+        url: format!("http://127.0.0.1:{port}/bucket"),
+    };
+    (plugin, file, destination)
 }
 
 #[test]
@@ -93,13 +110,7 @@ fn upload_streams_the_file_and_skips_what_the_destination_has() {
             }
         }
     });
-    let plugin = uploader(&runtime, &format!("127.0.0.1:{port}"));
-    let mut file = call_file(dir.path(), 1, "a.txt", b"hello");
-    file.info.sha256 = HELLO_SHA.into();
-    let destination = Destination {
-        name: "local".into(),
-        url: format!("http://127.0.0.1:{port}/bucket"),
-    };
+    let (plugin, file, destination) = upload_setup(&runtime, dir.path(), port);
     let result = plugin.upload(&file, &destination, &params(&[])).unwrap();
     assert_eq!(
         result.remote_ref,
@@ -130,13 +141,7 @@ fn a_redirect_to_a_host_not_allowed_is_denied() {
             ],
         )
     });
-    let plugin = uploader(&runtime, &format!("127.0.0.1:{port}"));
-    let mut file = call_file(dir.path(), 1, "a.txt", b"hello");
-    file.info.sha256 = HELLO_SHA.into();
-    let destination = Destination {
-        name: "local".into(),
-        url: format!("http://127.0.0.1:{port}/b"),
-    };
+    let (plugin, file, destination) = upload_setup(&runtime, dir.path(), port);
     let error = plugin
         .upload(&file, &destination, &params(&[]))
         .unwrap_err();
@@ -159,13 +164,7 @@ fn server_errors_are_transient() {
         "HEAD" => (404, vec![("content-length".into(), "0".into())]),
         _ => (503, vec![("content-length".into(), "0".into())]),
     });
-    let plugin = uploader(&runtime, &format!("127.0.0.1:{port}"));
-    let mut file = call_file(dir.path(), 1, "a.txt", b"hello");
-    file.info.sha256 = HELLO_SHA.into();
-    let destination = Destination {
-        name: "local".into(),
-        url: format!("http://127.0.0.1:{port}/b"),
-    };
+    let (plugin, file, destination) = upload_setup(&runtime, dir.path(), port);
     let error = plugin
         .upload(&file, &destination, &params(&[]))
         .unwrap_err();
