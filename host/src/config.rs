@@ -14,6 +14,7 @@ use crate::runtime::{Allocator, Limits, RuntimeConfig, validate_limits};
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub plugins: PluginsConfig,
+    pub ingest: IngestConfig,
 }
 
 /// `[plugins]`: the sandbox every plugin call runs in.
@@ -49,6 +50,34 @@ impl Default for PluginsConfig {
             max_memory_bytes: 1 << 30,
             max_instances: 64,
             quarantine_after: 5,
+        }
+    }
+}
+
+/// `[ingest]`: how `wharf add` and the inbox scan take files in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// A file modified less than this many milliseconds ago is still being
+    /// written: it is skipped and picked up by a later scan (default 10000).
+    pub file_last_modified_ms: u64,
+    /// Largest file accepted, in bytes; bigger ones are refused with an
+    /// error (default 1 TiB).
+    pub max_file_size_bytes: u64,
+    /// How often the daemon scans `DATA_DIR/inbox`, in milliseconds
+    /// (default 5000).
+    pub scan_interval_ms: u64,
+    /// Threads hashing files; 0 means one per core (default 0).
+    pub hash_threads: u32,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            file_last_modified_ms: 10_000,
+            max_file_size_bytes: 1 << 40,
+            scan_interval_ms: 5_000,
+            hash_threads: 0,
         }
     }
 }
@@ -128,7 +157,8 @@ impl Config {
             ));
         }
         validate_limits(&self.plugin_limits(), plugins.max_memory_bytes)
-            .map_err(|err| format!("plugins.{err}"))
+            .map_err(|err| format!("plugins.{err}"))?;
+        self.ingest.validate()
     }
 
     /// The limits every plugin gets unless its manifest says otherwise.
@@ -160,6 +190,43 @@ impl Config {
     }
 }
 
+impl IngestConfig {
+    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+    fn validate(&self) -> Result<(), String> {
+        if self.file_last_modified_ms > Self::DAY_MS {
+            return Err(format!(
+                "ingest.file_last_modified_ms = {} must be between 0 and 86400000 (one day)",
+                self.file_last_modified_ms
+            ));
+        }
+        if self.max_file_size_bytes == 0 {
+            return Err("ingest.max_file_size_bytes = 0 must be at least 1".into());
+        }
+        if !(100..=Self::DAY_MS).contains(&self.scan_interval_ms) {
+            return Err(format!(
+                "ingest.scan_interval_ms = {} must be between 100 and 86400000 (one day)",
+                self.scan_interval_ms
+            ));
+        }
+        if self.hash_threads > 1024 {
+            return Err(format!(
+                "ingest.hash_threads = {} must be between 0 (one per core) and 1024",
+                self.hash_threads
+            ));
+        }
+        Ok(())
+    }
+
+    /// Hashing threads to run: `hash_threads`, or the number of cores.
+    pub fn threads(&self) -> usize {
+        match self.hash_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n as usize,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +241,7 @@ mod tests {
     fn written_defaults_read_back_identically() {
         let text = Config::default().to_toml();
         assert!(text.contains("timeout_ms = 30000"), "{text}");
+        assert!(text.contains("file_last_modified_ms = 10000"), "{text}");
         assert_eq!(Config::parse(&text).unwrap(), Config::default());
     }
 
@@ -197,6 +265,18 @@ mod tests {
         ] {
             let err = Config::parse(text).unwrap_err().to_string();
             assert!(err.contains(&format!("plugins.{key}")), "{text}: {err}");
+        }
+        for (text, key) in [
+            (
+                "[ingest]\nfile_last_modified_ms = 100000000",
+                "file_last_modified_ms",
+            ),
+            ("[ingest]\nmax_file_size_bytes = 0", "max_file_size_bytes"),
+            ("[ingest]\nscan_interval_ms = 0", "scan_interval_ms"),
+            ("[ingest]\nhash_threads = 5000", "hash_threads"),
+        ] {
+            let err = Config::parse(text).unwrap_err().to_string();
+            assert!(err.contains(&format!("ingest.{key}")), "{text}: {err}");
         }
         let err = Config::parse("[plugins]\ntimeout_ms = -1")
             .unwrap_err()

@@ -7,6 +7,7 @@ pub mod config;
 pub mod daemon;
 pub mod fsck;
 pub mod index;
+pub mod ingest;
 pub mod lease;
 pub mod plugins;
 pub mod runtime;

@@ -15,8 +15,14 @@
 //! Every path the index stores is relative to the data directory and
 //! `/`-separated; [`DataDir::resolve`] is the only way back to a real path,
 //! and it refuses anything that would leave the data directory.
+//!
+//! Files enter `files/` only through [`place`], which never replaces an
+//! existing file: a name already taken is an error the caller reports.
 
+use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A data directory.
 #[derive(Debug, Clone)]
@@ -67,9 +73,13 @@ impl DataDir {
             && !relative.starts_with('/')
             && !relative.contains('\\')
             && !relative.contains('\0')
-            && relative.split('/').all(|part| !part.is_empty() && part != "." && part != "..");
+            && relative
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..");
         if !valid {
-            return Err(format!("{relative:?} is not a path inside the data directory"));
+            return Err(format!(
+                "{relative:?} is not a path inside the data directory"
+            ));
         }
         Ok(self.root.join(relative))
     }
@@ -83,13 +93,106 @@ impl DataDir {
         self.resolve(&joined).ok().map(|_| joined)
     }
 
+    /// The same data directory with its root made absolute and free of
+    /// symlinks, as [`DataDir::internal_area`] needs it.
+    pub fn canonical(&self) -> io::Result<DataDir> {
+        Ok(DataDir::new(std::fs::canonicalize(&self.root)?))
+    }
+
+    /// Which part of the data directory's own internals `path` lies in:
+    /// `Some("files/")`, `Some("index.sqlite")`, … for anything inside the
+    /// data directory except the inbox, which is meant to be ingested; `None`
+    /// for paths outside it and inside the inbox. Both `path` and this data
+    /// directory's root must be canonical (see [`DataDir::canonical`]).
+    pub fn internal_area(&self, path: &Path) -> Option<String> {
+        let rest = path.strip_prefix(&self.root).ok()?;
+        let first = rest.components().next();
+        match first {
+            None => Some("the data directory itself".into()),
+            Some(part) if part.as_os_str() == "inbox" => None,
+            Some(part) => {
+                let shown = part.as_os_str().to_string_lossy();
+                Some(if rest.components().count() > 1 || path.is_dir() {
+                    format!("{shown}/")
+                } else {
+                    shown.into_owned()
+                })
+            }
+        }
+    }
+
+    /// Creates a new, empty file under `tmp/` for work in progress, with a
+    /// name no other writer uses; rename it into place with [`place`] once
+    /// it is complete and synced.
+    pub fn create_tmp_file(&self, hint: &str) -> io::Result<(File, PathBuf)> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let hint: String = hint
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            .take(64)
+            .collect();
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = self
+                .tmp_dir()
+                .join(format!("{}.{n}.{hint}.part", std::process::id()));
+            match File::options().write(true).create_new(true).open(&path) {
+                Ok(file) => return Ok((file, path)),
+                // Left behind by an earlier process with our pid: pick another name.
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     /// Creates the directories that must exist; idempotent.
     pub fn create(&self) -> std::io::Result<()> {
-        for dir in [self.root.clone(), self.plugins_dir(), self.tmp_dir(), self.inbox_dir(), self.files_dir()] {
+        for dir in [
+            self.root.clone(),
+            self.plugins_dir(),
+            self.tmp_dir(),
+            self.inbox_dir(),
+            self.files_dir(),
+        ] {
             std::fs::create_dir_all(&dir)?;
         }
         Ok(())
     }
+}
+
+/// Moves `from` to `to` atomically without ever replacing a file at `to`:
+/// fails with `AlreadyExists` if `to` exists, and with `CrossesDevices` if
+/// the two are on different filesystems (copy into `tmp/` first, then place
+/// the copy). Creates `to`'s parent directories.
+pub fn place(from: &Path, to: &Path) -> io::Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        from,
+        rustix::fs::CWD,
+        to,
+        rustix::fs::RenameFlags::NOREPLACE,
+    ) {
+        Ok(()) => Ok(()),
+        // Filesystems without RENAME_NOREPLACE: a hard link also refuses an
+        // existing name, atomically; then the old name goes.
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS | rustix::io::Errno::OPNOTSUPP) => {
+            std::fs::hard_link(from, to)?;
+            if let Err(error) = std::fs::remove_file(from) {
+                let _ = std::fs::remove_file(to);
+                return Err(error);
+            }
+            Ok(())
+        }
+        Err(errno) => Err(errno.into()),
+    }
+}
+
+/// Makes a directory's entries (a rename into it) durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -97,13 +200,73 @@ mod tests {
     use super::*;
 
     #[test]
+    fn place_never_replaces_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("sub/b"));
+        std::fs::write(&a, b"new").unwrap();
+        place(&a, &b).unwrap();
+        assert_eq!(std::fs::read(&b).unwrap(), b"new");
+        assert!(!a.exists());
+        std::fs::write(&a, b"other").unwrap();
+        assert_eq!(
+            place(&a, &b).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        assert_eq!(
+            (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap()),
+            (b"other".to_vec(), b"new".to_vec())
+        );
+    }
+
+    #[test]
+    fn internals_are_named_and_the_inbox_is_not_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        data.create().unwrap();
+        let data = data.canonical().unwrap();
+        let root = data.root().to_path_buf();
+        assert_eq!(
+            data.internal_area(&root.join("files/a.bin")).as_deref(),
+            Some("files/")
+        );
+        assert_eq!(
+            data.internal_area(&root.join("index.sqlite")).as_deref(),
+            Some("index.sqlite")
+        );
+        assert_eq!(
+            data.internal_area(&root.join("tmp")).as_deref(),
+            Some("tmp/")
+        );
+        assert_eq!(
+            data.internal_area(&root).as_deref(),
+            Some("the data directory itself")
+        );
+        assert_eq!(data.internal_area(&root.join("inbox/set/a.bin")), None);
+        assert_eq!(data.internal_area(&root.with_file_name("elsewhere")), None);
+    }
+
+    #[test]
     fn index_paths_never_leave_the_data_directory() {
         let data = DataDir::new("/srv/wharf");
-        assert_eq!(data.resolve("files/a/b.bin").unwrap(), Path::new("/srv/wharf/files/a/b.bin"));
-        for bad in ["", "/etc/passwd", "files/../../etc", "files//a", "./files", "files/a\\b", "files/.."] {
+        assert_eq!(
+            data.resolve("files/a/b.bin").unwrap(),
+            Path::new("/srv/wharf/files/a/b.bin")
+        );
+        for bad in [
+            "",
+            "/etc/passwd",
+            "files/../../etc",
+            "files//a",
+            "./files",
+            "files/a\\b",
+            "files/..",
+        ] {
             assert!(data.resolve(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(data.relative(Path::new("/srv/wharf/files/x/y")).as_deref(), Some("files/x/y"));
+        assert_eq!(
+            data.relative(Path::new("/srv/wharf/files/x/y")).as_deref(),
+            Some("files/x/y")
+        );
         assert_eq!(data.relative(Path::new("/srv/other/files/x")), None);
     }
 }

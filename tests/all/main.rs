@@ -5,6 +5,7 @@ mod bundled;
 mod cli;
 mod fsck;
 mod http;
+mod ingest;
 mod lease;
 mod sandbox;
 mod support;

@@ -2,6 +2,7 @@
 //! done by the library modules. Errors become exit codes in exactly one
 //! place, [`main`].
 
+mod add;
 mod fsck;
 mod init;
 mod plugin;
@@ -60,6 +61,25 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Ingest files and directories into the store and the index.
+    ///
+    /// A file `x/name.bin` goes to DATA_DIR/files/name.bin, a directory `dir`
+    /// to DATA_DIR/files/dir/...; the entity is --entity, else the directory's
+    /// name. Files on the store's filesystem are moved, others copied and then
+    /// removed. Empty and recently modified files are skipped and left in place.
+    /// Exits with 1 when some file was skipped or failed, after doing all the
+    /// rest.
+    Add {
+        /// Files and directories to ingest (symlinks are never followed).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The entity (dataset) of every file [default: the first directory under files/].
+        #[arg(long)]
+        entity: Option<String>,
+        /// The kind recorded for every file.
+        #[arg(long, default_value = "capture")]
+        kind: String,
+    },
     /// Manage plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -116,6 +136,19 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init => init::init(&data_dir, &config_path),
         Command::Run => run::run(data_dir, config()?),
         Command::Fsck { repair } => fsck::run(&data_dir, repair),
+        Command::Add {
+            paths,
+            entity,
+            kind,
+        } => add::add(
+            &data_dir,
+            &config()?,
+            add::AddArgs {
+                paths,
+                entity,
+                kind,
+            },
+        ),
         Command::Plugin(PluginCommand::List) => plugin::list(&data_dir, &config()?),
         Command::Plugin(PluginCommand::Inspect { file, json }) => plugin::inspect(&file, json),
         Command::Plugin(PluginCommand::New {

@@ -1,0 +1,624 @@
+//! Ingest: `wharf add` and the inbox, on real files, a real index and the
+//! real CLI binary; one test per bad input a user can hand it.
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use sha2::{Digest, Sha256};
+use wharf::config::{Config, IngestConfig};
+use wharf::daemon::{self, Signal};
+use wharf::index::Index;
+use wharf::ingest::{self, FileReport, IngestOptions, NoProgress, Outcome, Report};
+use wharf::store::DataDir;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    data: DataDir,
+    index: Index,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        data.create().unwrap();
+        let index = Index::open(&data.index_path()).unwrap();
+        Fixture { dir, data, index }
+    }
+
+    /// A directory for sources, outside the data directory.
+    fn sources(&self) -> PathBuf {
+        let dir = self.dir.path().join("sources");
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn add(&self, paths: &[&Path], options: &IngestOptions) -> Report {
+        let paths: Vec<PathBuf> = paths.iter().map(|p| p.to_path_buf()).collect();
+        ingest::add(&self.data, &self.index, &paths, options, &NoProgress).unwrap()
+    }
+
+    fn indexed_sha256(&self, path: &str) -> Option<String> {
+        self.index.file_by_path(path).unwrap().map(|row| row.sha256)
+    }
+}
+
+fn options() -> IngestOptions {
+    IngestOptions::new(&IngestConfig::default())
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Writes `content` to `path` with a modification time an hour ago, so the
+/// default `file_last_modified_ms` takes it.
+fn old_file(path: &Path, content: &[u8]) {
+    std::fs::write(path, content).unwrap();
+    age(path);
+}
+
+fn age(path: &Path) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+}
+
+/// The one outcome for `source`.
+fn outcome<'a>(report: &'a Report, source: &Path) -> &'a Outcome {
+    let found: Vec<&FileReport> = report.files.iter().filter(|f| f.source == source).collect();
+    assert_eq!(found.len(), 1, "{source:?} in {report:#?}");
+    &found[0].outcome
+}
+
+fn failed_with<'a>(report: &'a Report, source: &Path, needle: &str) -> &'a str {
+    match outcome(report, source) {
+        Outcome::Failed(reason) if reason.contains(needle) => reason,
+        other => panic!("{source:?}: expected a failure mentioning {needle:?}, got {other:?}"),
+    }
+}
+
+fn skipped_with<'a>(report: &'a Report, source: &Path, needle: &str) -> &'a str {
+    match outcome(report, source) {
+        Outcome::Skipped(reason) if reason.contains(needle) => reason,
+        other => panic!("{source:?}: expected a skip mentioning {needle:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_file_is_moved_into_the_store_and_indexed_with_its_sha256() {
+    let fx = Fixture::new();
+    let source = fx.sources().join("a.bin");
+    old_file(&source, b"hello");
+    let report = fx.add(&[&source], &options());
+    assert_eq!(
+        outcome(&report, &source),
+        &Outcome::Ingested {
+            path: "files/a.bin".into(),
+            size: 5,
+            sha256: sha256(b"hello")
+        }
+    );
+    assert!(!source.exists(), "moved, not copied");
+    assert_eq!(
+        std::fs::read(fx.data.root().join("files/a.bin")).unwrap(),
+        b"hello"
+    );
+    let row = fx.index.file_by_path("files/a.bin").unwrap().unwrap();
+    assert_eq!(
+        (row.sha256, row.size, row.kind.as_str(), row.entity),
+        (sha256(b"hello"), 5, "capture", None)
+    );
+}
+
+#[test]
+fn a_directory_keeps_its_layout_and_names_the_entity() {
+    let fx = Fixture::new();
+    let set = fx.sources().join("set1");
+    std::fs::create_dir_all(set.join("deep")).unwrap();
+    old_file(&set.join("a.bin"), b"a");
+    old_file(&set.join("deep/b.bin"), b"b");
+    let report = fx.add(&[&set], &options());
+    assert_eq!(report.counts().ingested, 2, "{report:#?}");
+    for path in ["files/set1/a.bin", "files/set1/deep/b.bin"] {
+        let row = fx.index.file_by_path(path).unwrap().unwrap();
+        assert_eq!(row.entity.as_deref(), Some("set1"), "{path}");
+    }
+
+    let other = fx.sources().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    old_file(&other.join("c.bin"), b"c");
+    let mut named = options();
+    named.entity = Some("project".into());
+    named.kind = "export".into();
+    fx.add(&[&other], &named);
+    let row = fx.index.file_by_path("files/other/c.bin").unwrap().unwrap();
+    assert_eq!(
+        (row.entity.as_deref(), row.kind.as_str()),
+        (Some("project"), "export")
+    );
+}
+
+#[test]
+fn an_empty_file_is_skipped_then_ingested_once_written_and_old_enough() {
+    let fx = Fixture::new();
+    let source = fx.sources().join("empty.bin");
+    old_file(&source, b"");
+    let report = fx.add(&[&source], &options());
+    skipped_with(&report, &source, "empty (0 bytes)");
+    assert!(source.exists(), "left where it is");
+    assert_eq!(fx.indexed_sha256("files/empty.bin"), None);
+
+    std::fs::write(&source, b"now with content").unwrap();
+    let report = fx.add(&[&source], &options());
+    skipped_with(&report, &source, "file_last_modified_ms");
+
+    age(&source);
+    let report = fx.add(&[&source], &options());
+    assert!(
+        matches!(outcome(&report, &source), Outcome::Ingested { .. }),
+        "{report:#?}"
+    );
+    assert_eq!(
+        fx.indexed_sha256("files/empty.bin"),
+        Some(sha256(b"now with content"))
+    );
+}
+
+#[test]
+fn a_recently_modified_file_is_skipped_and_left_in_place() {
+    let fx = Fixture::new();
+    let source = fx.sources().join("fresh.bin");
+    std::fs::write(&source, b"still being written").unwrap();
+    let report = fx.add(&[&source], &options());
+    let reason = skipped_with(&report, &source, "file_last_modified_ms = 10000");
+    assert!(reason.contains("wharf add"), "says what to do: {reason}");
+    assert!(source.exists());
+    assert_eq!(report.counts().skipped, 1);
+
+    let mut future = options();
+    future.file_last_modified_ms = 0;
+    let file = std::fs::File::options().write(true).open(&source).unwrap();
+    file.set_modified(SystemTime::now() + Duration::from_secs(3600))
+        .unwrap();
+    let report = fx.add(&[&source], &future);
+    skipped_with(&report, &source, "in the future");
+}
+
+#[test]
+fn a_file_over_max_file_size_bytes_is_rejected_naming_the_key() {
+    let fx = Fixture::new();
+    let source = fx.sources().join("big.bin");
+    old_file(&source, &[7; 100]);
+    let mut small = options();
+    small.max_file_size_bytes = 99;
+    let report = fx.add(&[&source], &small);
+    let reason = failed_with(&report, &source, "max_file_size_bytes = 99");
+    assert!(reason.contains("wharf.toml"), "says what to do: {reason}");
+    assert!(source.exists());
+}
+
+#[test]
+fn a_symlink_is_refused_and_its_target_left_alone() {
+    let fx = Fixture::new();
+    let dir = fx.sources().join("tree");
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = fx.sources().join("target.bin");
+    old_file(&target, b"target");
+    let link = dir.join("link.bin");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let dir_link = fx.sources().join("dir-link");
+    std::os::unix::fs::symlink(&dir, &dir_link).unwrap();
+
+    let report = fx.add(&[&link, &dir_link], &options());
+    failed_with(&report, &link, "symbolic link");
+    failed_with(&report, &dir_link, "symbolic link");
+    // Found by the walk of a directory, too.
+    let report = fx.add(&[&dir], &options());
+    failed_with(&report, &link, "add the file it points to instead");
+    assert_eq!(report.counts().ingested, 0, "{report:#?}");
+    assert!(target.exists() && link.symlink_metadata().unwrap().file_type().is_symlink());
+}
+
+#[test]
+fn an_unreadable_file_gets_a_clear_error_and_stays() {
+    let fx = Fixture::new();
+    let source = fx.sources().join("secret.bin");
+    old_file(&source, b"secret");
+    std::fs::set_permissions(&source, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    if std::fs::File::open(&source).is_err() {
+        let report = fx.add(&[&source], &options());
+        failed_with(&report, &source, "read permission");
+        assert!(source.exists());
+    } else {
+        // Running as root (CAP_DAC_OVERRIDE), mode 000 is still readable, and
+        // no plain file can be made unreadable to root. A FIFO stands in: an
+        // entry wharf cannot read as data (opening it would block forever).
+        // This checks the clear error, not the permission-denied path.
+        let fifo = fx.sources().join("fifo");
+        let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(status.success());
+        let report = fx.add(&[&fifo], &options());
+        failed_with(&report, &fifo, "not a regular file");
+        assert!(fifo.exists());
+        let report = fx.add(&[&source], &options());
+        assert!(
+            matches!(outcome(&report, &source), Outcome::Ingested { .. }),
+            "root reads mode 000"
+        );
+    }
+}
+
+#[test]
+fn a_name_that_is_not_utf8_is_refused() {
+    let fx = Fixture::new();
+    let dir = fx.sources().join("names");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join(OsStr::from_bytes(b"caf\xe9.bin"));
+    old_file(&bad, b"latin-1 name");
+    let report = fx.add(&[&bad], &options());
+    failed_with(&report, &bad, "not valid UTF-8");
+    let report = fx.add(&[&dir], &options());
+    failed_with(&report, &bad, "rename it");
+    assert!(bad.exists());
+}
+
+#[test]
+fn paths_inside_the_data_directory_internals_are_refused_but_the_inbox_is_taken() {
+    let fx = Fixture::new();
+    let stored = fx.data.files_dir().join("tracked.bin");
+    old_file(&stored, b"tracked");
+    let tmp = fx.data.tmp_dir().join("work.part");
+    old_file(&tmp, b"work");
+    let index_file = fx.data.index_path();
+    let inboxed = fx.data.inbox_dir().join("dropped.bin");
+    old_file(&inboxed, b"dropped");
+
+    let report = fx.add(
+        &[
+            &stored,
+            &tmp,
+            &index_file,
+            &fx.data.files_dir(),
+            fx.data.root(),
+            &inboxed,
+        ],
+        &options(),
+    );
+    failed_with(&report, &stored, "data directory's own files/");
+    failed_with(&report, &tmp, "tmp/");
+    failed_with(&report, &index_file, "index.sqlite");
+    failed_with(&report, &fx.data.files_dir(), "files/");
+    failed_with(&report, fx.data.root(), "data directory");
+    assert!(
+        matches!(outcome(&report, &inboxed), Outcome::Ingested { path, .. } if path == "files/dropped.bin")
+    );
+    assert!(stored.exists() && tmp.exists());
+
+    // A tree that contains the data directory: everything but it is taken.
+    let parent = fx.dir.path();
+    old_file(&parent.join("beside.bin"), b"beside");
+    let report = fx.add(&[parent], &options());
+    failed_with(&report, fx.data.root(), "data directory");
+    let name = parent.file_name().unwrap().to_str().unwrap();
+    assert!(
+        fx.indexed_sha256(&format!("files/{name}/beside.bin"))
+            .is_some(),
+        "{report:#?}"
+    );
+    assert_eq!(
+        fx.indexed_sha256(&format!("files/{name}/data/files/tracked.bin")),
+        None
+    );
+}
+
+#[test]
+fn one_bad_file_never_stops_the_batch() {
+    let fx = Fixture::new();
+    let dir = fx.sources().join("mixed");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..20 {
+        old_file(
+            &dir.join(format!("good-{i:02}.bin")),
+            format!("good {i}").as_bytes(),
+        );
+    }
+    old_file(&dir.join("empty.bin"), b"");
+    std::fs::write(dir.join("fresh.bin"), b"fresh").unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", dir.join("link.bin")).unwrap();
+    old_file(&dir.join(OsStr::from_bytes(b"bad\xff.bin")), b"bad name");
+    assert!(
+        Command::new("mkfifo")
+            .arg(dir.join("pipe"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let missing = fx.sources().join("missing.bin");
+
+    let report = fx.add(&[&missing, &dir], &options());
+    failed_with(&report, &missing, "does not exist");
+    let counts = report.counts();
+    assert_eq!(
+        (counts.ingested, counts.skipped, counts.failed),
+        (20, 2, 4),
+        "{report:#?}"
+    );
+    for i in 0..20 {
+        let path = format!("files/mixed/good-{i:02}.bin");
+        assert_eq!(
+            fx.indexed_sha256(&path),
+            Some(sha256(format!("good {i}").as_bytes()))
+        );
+    }
+}
+
+#[test]
+fn a_file_changed_while_being_hashed_is_not_indexed_with_a_wrong_hash() {
+    let fx = Fixture::new();
+    let source = fx.sources().join("growing.bin");
+    let first = vec![1u8; 3 << 20];
+    old_file(&source, &first);
+    for copy in [false, true] {
+        let mut racing = options();
+        racing.always_copy = copy;
+        // Appends between the hash and the re-check, as a writer that had not
+        // finished would; then puts the old mtime back so only the size and
+        // ctime tell.
+        racing.before_recheck = Some(Arc::new(|path: &Path| {
+            let mut file = std::fs::File::options().append(true).open(path).unwrap();
+            file.write_all(b"late bytes").unwrap();
+            file.set_modified(SystemTime::now() - Duration::from_secs(3600))
+                .unwrap();
+        }));
+        let report = fx.add(&[&source], &racing);
+        skipped_with(&report, &source, "changed while it was being read");
+        assert_eq!(fx.indexed_sha256("files/growing.bin"), None);
+        assert!(!fx.data.files_dir().join("growing.bin").exists());
+        assert_eq!(
+            std::fs::read_dir(fx.data.tmp_dir()).unwrap().count(),
+            0,
+            "no copy left in tmp/"
+        );
+    }
+    let now = std::fs::read(&source).unwrap();
+    assert_eq!(now.len(), first.len() + 2 * b"late bytes".len());
+
+    let report = fx.add(&[&source], &options());
+    assert!(
+        matches!(outcome(&report, &source), Outcome::Ingested { .. }),
+        "{report:#?}"
+    );
+    assert_eq!(fx.indexed_sha256("files/growing.bin"), Some(sha256(&now)));
+}
+
+#[test]
+fn a_duplicate_is_reported_and_a_name_clash_names_both_paths() {
+    let fx = Fixture::new();
+    let first = fx.sources().join("a.bin");
+    old_file(&first, b"same");
+    fx.add(&[&first], &options());
+
+    let again_dir = fx.sources().join("again");
+    std::fs::create_dir_all(&again_dir).unwrap();
+    let again = again_dir.join("a.bin");
+    old_file(&again, b"same");
+    let report = fx.add(&[&again], &options());
+    assert_eq!(
+        outcome(&report, &again),
+        &Outcome::Duplicate {
+            path: "files/a.bin".into()
+        }
+    );
+    assert!(again.exists(), "a duplicate's source is left alone");
+
+    old_file(&again, b"different");
+    let report = fx.add(&[&again], &options());
+    let reason = failed_with(&report, &again, "files/a.bin");
+    assert!(
+        reason.contains("different file") && reason.contains("rename"),
+        "{reason}"
+    );
+    assert_eq!(
+        report.files[0].to_string(),
+        format!("{}: {reason}", again.display())
+    );
+    assert!(again.exists());
+    assert_eq!(
+        std::fs::read(fx.data.files_dir().join("a.bin")).unwrap(),
+        b"same",
+        "never overwritten"
+    );
+
+    // Two sources of one run aiming at one name: the second is refused.
+    let other_dir = fx.sources().join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let (x1, x2) = (again_dir.join("x.bin"), other_dir.join("x.bin"));
+    old_file(&x1, b"x1");
+    old_file(&x2, b"x2");
+    let report = fx.add(&[&x1, &x2], &options());
+    assert!(matches!(outcome(&report, &x1), Outcome::Ingested { .. }));
+    failed_with(&report, &x2, "also goes to files/x.bin");
+}
+
+/// The filesystem a path is on.
+fn device(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().dev()
+}
+
+#[test]
+fn a_source_on_another_filesystem_is_copied_through_tmp_and_removed_after_the_commit() {
+    let fx = Fixture::new();
+    let content: Vec<u8> = (0..(5 << 20)).map(|i: u32| (i % 251) as u8).collect();
+    let shm = Path::new("/dev/shm");
+    let (source_dir, mut copying) = if shm.is_dir() && device(shm) != device(fx.dir.path()) {
+        (tempfile::tempdir_in(shm).unwrap(), options())
+    } else {
+        // No second filesystem here: force the copy path instead.
+        eprintln!("/dev/shm is not another filesystem; exercising the copy path with always_copy");
+        let mut forced = options();
+        forced.always_copy = true;
+        (tempfile::tempdir_in(fx.dir.path()).unwrap(), forced)
+    };
+    let source = source_dir.path().join("remote.bin");
+    old_file(&source, &content);
+    // While the copy is being finished, the store has nothing under the name
+    // yet and the source is intact: a crash here loses nothing.
+    let files_dir = fx.data.files_dir();
+    copying.before_recheck = Some(Arc::new(move |path: &Path| {
+        assert!(path.exists());
+        assert!(!files_dir.join("remote.bin").exists());
+    }));
+    let report = fx.add(&[&source], &copying);
+    assert!(
+        matches!(outcome(&report, &source), Outcome::Ingested { .. }),
+        "{report:#?}"
+    );
+    assert!(!source.exists(), "removed once indexed");
+    assert_eq!(
+        std::fs::read(fx.data.files_dir().join("remote.bin")).unwrap(),
+        content
+    );
+    assert_eq!(
+        fx.indexed_sha256("files/remote.bin"),
+        Some(sha256(&content))
+    );
+    assert_eq!(std::fs::read_dir(fx.data.tmp_dir()).unwrap().count(), 0);
+}
+
+#[test]
+fn files_already_in_the_store_are_indexed_in_place() {
+    let fx = Fixture::new();
+    let set = fx.data.files_dir().join("set9");
+    std::fs::create_dir_all(&set).unwrap();
+    old_file(&set.join("orphan.bin"), b"orphan");
+    old_file(&fx.data.files_dir().join("top.bin"), b"top");
+    let paths = [
+        "files/set9/orphan.bin".to_string(),
+        "files/top.bin".into(),
+        "tmp/nope".into(),
+        "files/missing".into(),
+    ];
+    let report = ingest::index_in_place(&fx.data, &fx.index, &paths, &options()).unwrap();
+    assert_eq!(report.counts().ingested, 2, "{report:#?}");
+    assert_eq!(report.counts().failed, 2, "{report:#?}");
+    let row = fx
+        .index
+        .file_by_path("files/set9/orphan.bin")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (row.sha256, row.entity.as_deref()),
+        (sha256(b"orphan"), Some("set9"))
+    );
+    assert!(set.join("orphan.bin").exists(), "not moved");
+}
+
+#[test]
+fn the_daemon_ingests_what_is_dropped_into_the_inbox() {
+    let fx = Fixture::new();
+    let Fixture {
+        dir: _dir,
+        data,
+        index,
+    } = fx;
+    drop(index);
+    let mut config = Config::default();
+    config.ingest.scan_interval_ms = 100;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (signals, receiver) = tokio::sync::mpsc::channel(1);
+    let daemon = tokio.spawn(daemon::run(data.clone(), config, receiver));
+
+    // Written outside, aged, then renamed in: a complete file appears at once.
+    let stage = data.root().join("../stage");
+    std::fs::create_dir_all(&stage).unwrap();
+    std::fs::create_dir_all(data.inbox_dir().join("set1")).unwrap();
+    old_file(&stage.join("a.bin"), b"inbox a");
+    old_file(&stage.join("top.bin"), b"inbox top");
+    std::fs::rename(stage.join("a.bin"), data.inbox_dir().join("set1/a.bin")).unwrap();
+    std::fs::rename(stage.join("top.bin"), data.inbox_dir().join("top.bin")).unwrap();
+    // Still being written: stays in the inbox.
+    std::fs::write(data.inbox_dir().join("fresh.bin"), b"fresh").unwrap();
+
+    let index = Index::open(&data.index_path()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while index.file_by_path("files/top.bin").unwrap().is_none()
+        || index.file_by_path("files/set1/a.bin").unwrap().is_none()
+    {
+        assert!(Instant::now() < deadline, "the inbox was not ingested");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tokio.block_on(signals.send(Signal::Shutdown)).unwrap();
+    tokio.block_on(daemon).unwrap().unwrap();
+
+    let row = index.file_by_path("files/set1/a.bin").unwrap().unwrap();
+    assert_eq!(
+        (row.entity.as_deref(), row.sha256),
+        (Some("set1"), sha256(b"inbox a"))
+    );
+    assert_eq!(
+        index.file_by_path("files/top.bin").unwrap().unwrap().entity,
+        None
+    );
+    assert!(!data.inbox_dir().join("set1/a.bin").exists());
+    assert!(
+        data.inbox_dir().join("fresh.bin").exists(),
+        "a fresh file waits"
+    );
+    assert_eq!(index.file_by_path("files/fresh.bin").unwrap(), None);
+}
+
+#[test]
+fn wharf_add_exits_0_when_all_is_ingested_1_when_some_is_not_and_2_on_error() {
+    let fx = Fixture::new();
+    let run = |args: &[&OsStr]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_wharf-under-test"))
+            .arg("--data-dir")
+            .arg(fx.data.root())
+            .arg("add")
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code(), text)
+    };
+    let good = fx.sources().join("good.bin");
+    old_file(&good, b"good");
+    let (code, text) = run(&[good.as_os_str()]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("ingested 1 file(s)"), "{text}");
+
+    let fresh = fx.sources().join("fresh.bin");
+    std::fs::write(&fresh, b"fresh").unwrap();
+    let other = fx.sources().join("other.bin");
+    old_file(&other, b"other");
+    let (code, text) = run(&[fresh.as_os_str(), other.as_os_str()]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("skipped:") && text.contains("file_last_modified_ms"),
+        "{text}"
+    );
+    assert!(
+        fx.index.file_by_path("files/other.bin").unwrap().is_some(),
+        "the rest was done"
+    );
+
+    std::fs::write(fx.data.config_path(), "[ingest]\nmax_file_size_bytes = 0\n").unwrap();
+    let (code, text) = run(&[other.as_os_str()]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("ingest.max_file_size_bytes"), "{text}");
+}
