@@ -6,6 +6,7 @@ mod cli;
 mod fsck;
 mod http;
 mod ingest;
+mod inspect;
 mod lease;
 mod sandbox;
 mod support;

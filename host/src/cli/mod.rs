@@ -7,6 +7,8 @@ mod fsck;
 mod init;
 mod plugin;
 mod run;
+mod sql;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +63,22 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Summarize the index: files by state and kind, sync backlog, failures, leases.
+    ///
+    /// Reads the index read-only, so it works while the daemon runs.
+    Status,
+    /// Run one read-only SQL statement on the index and print its result.
+    ///
+    /// The index is opened read-only: a statement that would change it fails
+    /// and changes nothing. It works while the daemon runs.
+    #[command(after_help = SQL_HELP)]
+    Sql {
+        /// The statement, e.g. "SELECT * FROM disk_usage".
+        query: String,
+        /// `table` for people; `csv` (RFC 4180) or `json` (an array of objects) for scripts.
+        #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
+        format: SqlFormat,
+    },
     /// Ingest files and directories into the store and the index.
     ///
     /// A file `x/name.bin` goes to DATA_DIR/files/name.bin, a directory `dir`
@@ -83,6 +101,27 @@ pub enum Command {
     /// Manage plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+}
+
+const SQL_HELP: &str = "\
+Tables: files, entities, exports, locks, destinations, sync_status, jobs, plugins, events.
+Views: sync_backlog, disk_usage, stale_locks, export_cache, failures.
+Every table and view is documented in schema.sql; times are ms since the Unix epoch.
+
+Examples:
+  wharf sql \"SELECT * FROM disk_usage\"
+  wharf sql \"SELECT * FROM sync_backlog WHERE due LIMIT 20\"
+  wharf sql --format csv \"SELECT path, size, sha256 FROM files\" > files.csv";
+
+/// How `wharf sql` prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqlFormat {
+    /// Aligned columns under a header, NULL as empty.
+    Table,
+    /// RFC 4180 quoting, a header line, NULL as an empty field, BLOBs in hex.
+    Csv,
+    /// An array of objects, one per row; NULL as null, BLOBs in hex.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,6 +174,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Init => init::init(&data_dir, &config_path),
         Command::Run => run::run(data_dir, config()?),
+        Command::Status => status::status(&data_dir),
+        Command::Sql { query, format } => sql::sql(&data_dir, &query, format),
         Command::Fsck { repair } => fsck::run(&data_dir, repair),
         Command::Add {
             paths,

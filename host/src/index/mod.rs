@@ -8,6 +8,7 @@
 //! of read-only connections, so `wharf sql` and a running daemon coexist.
 
 mod files;
+mod inspect;
 mod leases;
 mod plugins;
 
@@ -20,6 +21,10 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use files::{FileId, FileRow, FileState, InsertOutcome, NewFile};
+pub use inspect::{
+    DestinationId, EntityId, Failure, FileCount, LeaseStatus, QueryPlan, ReadOnlyIndex,
+    RetentionCandidate, RetentionCursor, RowSink, SqlValue, Status, SyncCount, SyncCursor, SyncDue,
+};
 pub use leases::{LeaseHolder, LeaseOutcome};
 pub use plugins::PluginRow;
 
@@ -40,7 +45,9 @@ pub struct Index {
 
 impl std::fmt::Debug for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Index").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Index")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -64,7 +71,11 @@ impl Index {
             .min_idle(Some(0))
             .build(manager)
             .context("cannot open read connections to the index")?;
-        Ok(Index { path: path.to_path_buf(), writer: Mutex::new(writer), readers })
+        Ok(Index {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            readers,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -77,8 +88,14 @@ impl Index {
     }
 
     /// Runs `f` in one immediate write transaction and commits it.
-    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>) -> anyhow::Result<T> {
-        let mut writer = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
         tx.commit()?;
@@ -87,7 +104,10 @@ impl Index {
 
     /// Runs `f` on a read-only connection from the pool.
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> anyhow::Result<T> {
-        let connection = self.readers.get().context("no read connection to the index")?;
+        let connection = self
+            .readers
+            .get()
+            .context("no read connection to the index")?;
         Ok(f(&connection)?)
     }
 }
@@ -95,9 +115,15 @@ impl Index {
 /// Opens the index read-only, for inspection while the daemon writes.
 pub fn open_read_only(path: &Path) -> anyhow::Result<Connection> {
     if !path.exists() {
-        anyhow::bail!("there is no index at {}; run `wharf init` first", path.display());
+        anyhow::bail!(
+            "there is no index at {}; run `wharf init` first",
+            path.display()
+        );
     }
-    let connection = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
     configure(&connection)?;
     Ok(connection)
 }
@@ -148,9 +174,15 @@ mod tests {
     fn an_index_from_a_newer_wharf_is_refused_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.sqlite");
-        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
         let err = Index::open(&path).err().unwrap().to_string();
-        assert!(err.contains("schema version 99") && err.contains("newer wharf"), "{err}");
+        assert!(
+            err.contains("schema version 99") && err.contains("newer wharf"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -170,13 +202,19 @@ mod tests {
             let mut query = connection
                 .prepare("SELECT type || ' ' || name || ': ' || ifnull(sql, '') FROM sqlite_master ORDER BY type, name")
                 .unwrap();
-            query.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect()
+            query
+                .query_map([], |row| row.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
         };
         let dir = tempfile::tempdir().unwrap();
         let migrated = Index::open(&dir.path().join("a.sqlite")).unwrap();
         let migrated = dump(&migrated.writer.lock().unwrap());
         let snapshot = Connection::open_in_memory().unwrap();
-        snapshot.execute_batch(include_str!("../../../schema.sql")).unwrap();
+        snapshot
+            .execute_batch(include_str!("../../../schema.sql"))
+            .unwrap();
         assert_eq!(migrated, dump(&snapshot));
     }
 }
