@@ -48,7 +48,12 @@ impl FsckReport {
 pub fn fsck(data_dir: &DataDir, index: &Index, repair: bool) -> anyhow::Result<FsckReport> {
     let mut report = FsckReport::default();
     let mut on_disk = BTreeMap::new();
-    walk(data_dir, &data_dir.files_dir(), &mut on_disk, &mut report.errors);
+    walk(
+        data_dir,
+        &data_dir.files_dir(),
+        &mut on_disk,
+        &mut report.errors,
+    );
 
     let mut rows = Vec::new();
     index.for_each_file(|row| {
@@ -76,7 +81,10 @@ pub fn fsck(data_dir: &DataDir, index: &Index, repair: bool) -> anyhow::Result<F
             Some(_) => to_hash.push(row),
         }
     }
-    let hashes = hash_all(data_dir, to_hash.iter().map(|row| row.path.as_str()).collect());
+    let hashes = hash_all(
+        data_dir,
+        to_hash.iter().map(|row| row.path.as_str()).collect(),
+    );
     for (row, hash) in to_hash.iter().zip(hashes) {
         match hash {
             Ok(hash) if hash == row.sha256 => {
@@ -89,7 +97,9 @@ pub fn fsck(data_dir: &DataDir, index: &Index, repair: bool) -> anyhow::Result<F
                 let reason = format!("fsck: sha256 is {hash}, the index says {}", row.sha256);
                 mark_corrupt(index, row, &reason, &mut report)?;
             }
-            Err(error) => report.errors.push(format!("{}: cannot be read: {error}", row.path)),
+            Err(error) => report
+                .errors
+                .push(format!("{}: cannot be read: {error}", row.path)),
         }
     }
 
@@ -102,7 +112,12 @@ pub fn fsck(data_dir: &DataDir, index: &Index, repair: bool) -> anyhow::Result<F
     Ok(report)
 }
 
-fn mark_corrupt(index: &Index, row: &FileRow, reason: &str, report: &mut FsckReport) -> anyhow::Result<()> {
+fn mark_corrupt(
+    index: &Index,
+    row: &FileRow,
+    reason: &str,
+    report: &mut FsckReport,
+) -> anyhow::Result<()> {
     if row.state != FileState::Corrupt {
         index.set_file_state(row.id, FileState::Corrupt, reason)?;
     }
@@ -145,7 +160,9 @@ fn index_untracked(
                     created_ms: now_ms(),
                 });
             }
-            (Err(error), _) | (_, Err(error)) => report.untracked.push(format!("{path} (cannot be read: {error})")),
+            (Err(error), _) | (_, Err(error)) => report
+                .untracked
+                .push(format!("{path} (cannot be read: {error})")),
         }
     }
     for (file, outcome) in batch.iter().zip(index.insert_files(&batch)?) {
@@ -158,7 +175,12 @@ fn index_untracked(
 }
 
 /// Collects regular files under `dir` as index path → size.
-fn walk(data_dir: &DataDir, dir: &Path, found: &mut BTreeMap<String, u64>, errors: &mut Vec<String>) {
+fn walk(
+    data_dir: &DataDir,
+    dir: &Path,
+    found: &mut BTreeMap<String, u64>,
+    errors: &mut Vec<String>,
+) {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,
@@ -177,7 +199,10 @@ fn walk(data_dir: &DataDir, dir: &Path, found: &mut BTreeMap<String, u64>, error
         };
         let path = entry.path();
         let Some(relative) = data_dir.relative(&path) else {
-            errors.push(format!("{}: the name is not valid UTF-8; rename it", path.display()));
+            errors.push(format!(
+                "{}: the name is not valid UTF-8; rename it",
+                path.display()
+            ));
             continue;
         };
         match entry.file_type() {
@@ -188,7 +213,9 @@ fn walk(data_dir: &DataDir, dir: &Path, found: &mut BTreeMap<String, u64>, error
                 }
                 Err(error) => errors.push(format!("{relative}: {error}")),
             },
-            Ok(_) => errors.push(format!("{relative}: not a regular file (symlinks are never tracked); remove it")),
+            Ok(_) => errors.push(format!(
+                "{relative}: not a regular file (symlinks are never tracked); remove it"
+            )),
             Err(error) => errors.push(format!("{relative}: {error}")),
         }
     }
@@ -196,9 +223,12 @@ fn walk(data_dir: &DataDir, dir: &Path, found: &mut BTreeMap<String, u64>, error
 
 /// sha256 of each index path, on as many threads as there are cores.
 fn hash_all(data_dir: &DataDir, paths: Vec<&str>) -> Vec<std::io::Result<String>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(paths.len().max(1));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(paths.len().max(1));
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<std::io::Result<String>>>> = Mutex::new((0..paths.len()).map(|_| None).collect());
+    let results: Mutex<Vec<Option<std::io::Result<String>>>> =
+        Mutex::new((0..paths.len()).map(|_| None).collect());
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
@@ -210,7 +240,9 @@ fn hash_all(data_dir: &DataDir, paths: Vec<&str>) -> Vec<std::io::Result<String>
                         .resolve(path)
                         .map_err(std::io::Error::other)
                         .and_then(|real| sha256_file(&real, &mut buffer));
-                    results.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(hash);
+                    results
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(hash);
                 }
             });
         }

@@ -18,8 +18,15 @@ use crate::index::{Index, LeaseHolder, LeaseOutcome, now_ms};
 /// Why a lease was not acquired.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
-    #[error("lease {name} is held by {holder} until {expires_ms} (ms since epoch); gave up after {waited:?}")]
-    Timeout { name: String, holder: String, expires_ms: i64, waited: Duration },
+    #[error(
+        "lease {name} is held by {holder} until {expires_ms} (ms since epoch); gave up after {waited:?}"
+    )]
+    Timeout {
+        name: String,
+        holder: String,
+        expires_ms: i64,
+        waited: Duration,
+    },
     #[error(transparent)]
     Index(#[from] anyhow::Error),
 }
@@ -43,7 +50,12 @@ impl Lease {
     /// Acquires `name` for `ttl`, waiting up to `timeout` for its holder to
     /// release it, let it expire or die. The lease is renewed every `ttl / 3`
     /// until dropped.
-    pub fn acquire(index: Arc<Index>, name: &str, ttl: Duration, timeout: Duration) -> Result<Lease, LeaseError> {
+    pub fn acquire(
+        index: Arc<Index>,
+        name: &str,
+        ttl: Duration,
+        timeout: Duration,
+    ) -> Result<Lease, LeaseError> {
         Lease::acquire_as(index, name, &this_process(), ttl, timeout)
     }
 
@@ -62,15 +74,27 @@ impl Lease {
         loop {
             match index.try_acquire_lease(name, owner, ttl_ms, now_ms(), dead.as_deref())? {
                 LeaseOutcome::Acquired => break,
-                LeaseOutcome::Held(LeaseHolder { owner: holder, expires_ms }) => {
+                LeaseOutcome::Held(LeaseHolder {
+                    owner: holder,
+                    expires_ms,
+                }) => {
                     if holder_is_dead(&holder) {
-                        tracing::info!(lease = name, holder, "taking over the lease of a dead process");
+                        tracing::info!(
+                            lease = name,
+                            holder,
+                            "taking over the lease of a dead process"
+                        );
                         dead = Some(holder);
                         continue;
                     }
                     let waited = started.elapsed();
                     if waited >= timeout {
-                        return Err(LeaseError::Timeout { name: name.to_owned(), holder, expires_ms, waited });
+                        return Err(LeaseError::Timeout {
+                            name: name.to_owned(),
+                            holder,
+                            expires_ms,
+                            waited,
+                        });
                     }
                     std::thread::sleep(pause.min(timeout - waited));
                     pause = (pause * 2).min(Duration::from_millis(200));
@@ -86,7 +110,13 @@ impl Lease {
                 .spawn(move || renew_until_stopped(&index, &name, &owner, ttl, ttl_ms, &stop))
                 .map_err(|err| LeaseError::Index(err.into()))?
         };
-        Ok(Lease { name: name.to_owned(), owner: owner.to_owned(), index, stop, renewer: Some(renewer) })
+        Ok(Lease {
+            name: name.to_owned(),
+            owner: owner.to_owned(),
+            index,
+            stop,
+            renewer: Some(renewer),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -103,7 +133,14 @@ impl Lease {
     }
 }
 
-fn renew_until_stopped(index: &Index, name: &str, owner: &str, ttl: Duration, ttl_ms: i64, stop: &AtomicBool) {
+fn renew_until_stopped(
+    index: &Index,
+    name: &str,
+    owner: &str,
+    ttl: Duration,
+    ttl_ms: i64,
+    stop: &AtomicBool,
+) {
     let every = (ttl / 3).max(Duration::from_millis(1));
     let mut next = Instant::now() + every;
     while !stop.load(Ordering::Relaxed) {
@@ -118,7 +155,9 @@ fn renew_until_stopped(index: &Index, name: &str, owner: &str, ttl: Duration, tt
                 tracing::error!(lease = name, "lease was lost: another holder took it over");
                 return;
             }
-            Err(error) => tracing::warn!(lease = name, error = %error, "could not renew the lease; retrying"),
+            Err(error) => {
+                tracing::warn!(lease = name, error = %error, "could not renew the lease; retrying")
+            }
         }
     }
 }
@@ -177,9 +216,18 @@ mod tests {
         assert!(!holder_is_dead(&me), "{me}");
         let pid = std::process::id();
         let start = start_time(pid).unwrap();
-        assert!(holder_is_dead(&format!("{}:{pid}:{}", host_name(), start + 1)), "pid reused by a later process");
-        assert!(holder_is_dead(&format!("{}:{}:1", host_name(), u32::MAX - 1)), "no such pid");
-        assert!(!holder_is_dead(&format!("other-host:{}:1", u32::MAX - 1)), "other hosts expire instead");
+        assert!(
+            holder_is_dead(&format!("{}:{pid}:{}", host_name(), start + 1)),
+            "pid reused by a later process"
+        );
+        assert!(
+            holder_is_dead(&format!("{}:{}:1", host_name(), u32::MAX - 1)),
+            "no such pid"
+        );
+        assert!(
+            !holder_is_dead(&format!("other-host:{}:1", u32::MAX - 1)),
+            "other hosts expire instead"
+        );
         assert!(!holder_is_dead("garbage"));
     }
 }

@@ -56,13 +56,24 @@ fn a_consistent_store_passes() {
     let output = fsck(data.root(), false);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("checked 2 files: 0 lost, 0 corrupt, 0 untracked"), "{stdout}");
+    assert!(
+        stdout.contains("checked 2 files: 0 lost, 0 corrupt, 0 untracked"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn missing_files_become_lost_and_changed_files_corrupt() {
     let dir = tempfile::tempdir().unwrap();
-    let (data, index) = tracked(dir.path(), &[("gone", b"1"), ("same-size", b"abc"), ("grown", b"xy"), ("fine", b"ok")]);
+    let (data, index) = tracked(
+        dir.path(),
+        &[
+            ("gone", b"1"),
+            ("same-size", b"abc"),
+            ("grown", b"xy"),
+            ("fine", b"ok"),
+        ],
+    );
     std::fs::remove_file(data.files_dir().join("set/gone")).unwrap();
     std::fs::write(data.files_dir().join("set/same-size"), b"abd").unwrap();
     std::fs::write(data.files_dir().join("set/grown"), b"xyz").unwrap();
@@ -70,13 +81,19 @@ fn missing_files_become_lost_and_changed_files_corrupt() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("lost       files/set/gone"), "{stdout}");
-    assert!(stdout.contains("corrupt    files/set/same-size"), "{stdout}");
+    assert!(
+        stdout.contains("corrupt    files/set/same-size"),
+        "{stdout}"
+    );
     assert_eq!(state(&index, "files/set/gone"), FileState::Lost);
     assert_eq!(state(&index, "files/set/same-size"), FileState::Corrupt);
     assert_eq!(state(&index, "files/set/grown"), FileState::Corrupt);
     assert_eq!(state(&index, "files/set/fine"), FileState::Ready);
     // Nothing was deleted or rewritten on disk.
-    assert_eq!(std::fs::read(data.files_dir().join("set/same-size")).unwrap(), b"abd");
+    assert_eq!(
+        std::fs::read(data.files_dir().join("set/same-size")).unwrap(),
+        b"abd"
+    );
     // The problems remain until someone acts: a second run still fails.
     assert_eq!(fsck(data.root(), true).status.code(), Some(1));
 }
@@ -91,7 +108,12 @@ fn a_lost_file_that_comes_back_intact_is_ready_again() {
     assert_eq!(state(&index, "files/set/a"), FileState::Lost);
     std::fs::rename(dir.path().join("aside"), &path).unwrap();
     let output = fsck(data.root(), false);
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
     assert_eq!(state(&index, "files/set/a"), FileState::Ready);
 }
 
@@ -106,13 +128,25 @@ fn a_crash_between_moving_a_file_in_and_committing_its_row_loses_nothing() {
     let output = fsck(data.root(), false);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("untracked  files/cam1/frame.bin"), "{stdout}");
-    assert!(index.file_by_path("files/cam1/frame.bin").unwrap().is_none(), "reporting changes nothing");
+    assert!(
+        stdout.contains("untracked  files/cam1/frame.bin"),
+        "{stdout}"
+    );
+    assert!(
+        index
+            .file_by_path("files/cam1/frame.bin")
+            .unwrap()
+            .is_none(),
+        "reporting changes nothing"
+    );
 
     let output = fsck(data.root(), true);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("indexed    files/cam1/frame.bin"), "{stdout}");
+    assert!(
+        stdout.contains("indexed    files/cam1/frame.bin"),
+        "{stdout}"
+    );
     let row = index.file_by_path("files/cam1/frame.bin").unwrap().unwrap();
     assert_eq!(row.sha256, sha256(b"captured bytes"));
     assert_eq!(row.entity.as_deref(), Some("cam1"));
@@ -127,7 +161,10 @@ fn symlinks_in_the_store_are_reported_not_followed() {
     let output = fsck(data.root(), true);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("files/set/link: not a regular file"), "{stdout}");
+    assert!(
+        stdout.contains("files/set/link: not a regular file"),
+        "{stdout}"
+    );
     assert!(index.file_by_path("files/set/link").unwrap().is_none());
 }
 

@@ -22,7 +22,9 @@ fn holder(dir: &std::path::Path, name: &str, ttl_ms: u64, hold_ms: u64) -> (Chil
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     (child, line.trim().to_owned())
 }
 
@@ -61,14 +63,30 @@ fn two_processes_get_exactly_one_holder_and_a_killed_holder_is_taken_over_at_onc
     let (mut second, said) = holder(dir.path(), "export", 60_000, 0);
     assert!(said.starts_with("busy "), "{said}");
     assert_eq!(second.wait().unwrap().code(), Some(3));
-    let err = Lease::acquire(index.clone(), "export", Duration::from_secs(60), Duration::from_millis(50)).err().unwrap();
+    let err = Lease::acquire(
+        index.clone(),
+        "export",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+    )
+    .err()
+    .unwrap();
     assert!(err.to_string().contains("held by"), "{err}");
     // kill -9: no release, and the lease has 60 s left.
     first.kill().unwrap();
     first.wait().unwrap();
     let started = Instant::now();
-    let lease = Lease::acquire(index, "export", Duration::from_secs(60), Duration::from_secs(5)).unwrap();
-    assert!(started.elapsed() < Duration::from_secs(5), "took over without waiting for the TTL");
+    let lease = Lease::acquire(
+        index,
+        "export",
+        Duration::from_secs(60),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took over without waiting for the TTL"
+    );
     assert!(lease.is_held());
 }
 
@@ -78,11 +96,30 @@ fn an_expired_lease_of_another_host_is_taken_over_after_its_ttl() {
     let index = index(dir.path());
     let now = wharf::index::now_ms();
     // Another host's holder is never judged dead from here: only expiry frees it.
-    index.try_acquire_lease("sync", "other-host:1:1", 300, now, None).unwrap();
-    assert!(Lease::acquire(index.clone(), "sync", Duration::from_secs(5), Duration::ZERO).is_err());
+    index
+        .try_acquire_lease("sync", "other-host:1:1", 300, now, None)
+        .unwrap();
+    assert!(
+        Lease::acquire(
+            index.clone(),
+            "sync",
+            Duration::from_secs(5),
+            Duration::ZERO
+        )
+        .is_err()
+    );
     let started = Instant::now();
-    let lease = Lease::acquire(index, "sync", Duration::from_secs(5), Duration::from_secs(5)).unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(150), "waited for expiry");
+    let lease = Lease::acquire(
+        index,
+        "sync",
+        Duration::from_secs(5),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "waited for expiry"
+    );
     assert!(lease.is_held());
 }
 
@@ -90,15 +127,35 @@ fn an_expired_lease_of_another_host_is_taken_over_after_its_ttl() {
 fn a_lease_is_renewed_while_held_so_it_never_expires_under_long_work() {
     let dir = tempfile::tempdir().unwrap();
     let index = index(dir.path());
-    let lease = Lease::acquire_as(index.clone(), "long", "worker", Duration::from_millis(150), Duration::ZERO).unwrap();
+    let lease = Lease::acquire_as(
+        index.clone(),
+        "long",
+        "worker",
+        Duration::from_millis(150),
+        Duration::ZERO,
+    )
+    .unwrap();
     let until = Instant::now() + Duration::from_millis(1000);
     while Instant::now() < until {
-        let other = Lease::acquire_as(index.clone(), "long", "thief", Duration::from_secs(1), Duration::ZERO);
+        let other = Lease::acquire_as(
+            index.clone(),
+            "long",
+            "thief",
+            Duration::from_secs(1),
+            Duration::ZERO,
+        );
         assert!(other.is_err(), "lease expired under its holder");
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(lease.is_held());
     drop(lease);
     // Released on drop: free at once.
-    Lease::acquire_as(index, "long", "thief", Duration::from_secs(1), Duration::ZERO).unwrap();
+    Lease::acquire_as(
+        index,
+        "long",
+        "thief",
+        Duration::from_secs(1),
+        Duration::ZERO,
+    )
+    .unwrap();
 }

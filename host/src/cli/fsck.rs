@@ -12,16 +12,23 @@ use crate::store::DataDir;
 pub(super) fn run(data_dir: &DataDir, repair: bool) -> anyhow::Result<ExitCode> {
     let index_path = data_dir.index_path();
     if !index_path.exists() {
-        anyhow::bail!("there is no index at {}; run `wharf init` first", index_path.display());
+        anyhow::bail!(
+            "there is no index at {}; run `wharf init` first",
+            index_path.display()
+        );
     }
-    let index = Index::open(&index_path).with_context(|| format!("cannot open the index {}", index_path.display()))?;
+    let index = Index::open(&index_path)
+        .with_context(|| format!("cannot open the index {}", index_path.display()))?;
     let report = fsck(data_dir, &index, repair)?;
     let mut out = std::io::stdout().lock();
     for path in &report.lost {
         writeln!(out, "lost       {path}  (in the index, missing on disk)")?;
     }
     for path in &report.corrupt {
-        writeln!(out, "corrupt    {path}  (content differs from the index; see `wharf sql \"select * from events\"`)")?;
+        writeln!(
+            out,
+            "corrupt    {path}  (content differs from the index; see `wharf sql \"select * from events\"`)"
+        )?;
     }
     for path in &report.restored {
         writeln!(out, "restored   {path}  (found intact again)")?;
@@ -30,7 +37,10 @@ pub(super) fn run(data_dir: &DataDir, repair: bool) -> anyhow::Result<ExitCode> 
         writeln!(out, "indexed    {path}  (was on disk but not in the index)")?;
     }
     for path in &report.untracked {
-        writeln!(out, "untracked  {path}  (on disk, not in the index; `wharf fsck --repair` indexes it)")?;
+        writeln!(
+            out,
+            "untracked  {path}  (on disk, not in the index; `wharf fsck --repair` indexes it)"
+        )?;
     }
     for error in &report.errors {
         writeln!(out, "error      {error}")?;
@@ -46,5 +56,9 @@ pub(super) fn run(data_dir: &DataDir, repair: bool) -> anyhow::Result<ExitCode> 
         report.indexed.len(),
         report.errors.len()
     )?;
-    Ok(if report.problems() == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.problems() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

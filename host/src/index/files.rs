@@ -77,7 +77,8 @@ pub enum InsertOutcome {
     AlreadyIndexed(FileId),
 }
 
-const FILE_COLUMNS: &str = "f.id, f.path, f.size, f.mtime_ms, f.sha256, f.kind, e.name, f.state, f.created_ms";
+const FILE_COLUMNS: &str =
+    "f.id, f.path, f.size, f.mtime_ms, f.sha256, f.kind, e.name, f.state, f.created_ms";
 
 fn file_row(row: &Row<'_>) -> rusqlite::Result<FileRow> {
     let state: String = row.get(7)?;
@@ -151,7 +152,10 @@ impl Index {
     }
 
     /// Every tracked file, in path order, streamed to `visit`.
-    pub fn for_each_file(&self, mut visit: impl FnMut(FileRow) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    pub fn for_each_file(
+        &self,
+        mut visit: impl FnMut(FileRow) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         let connection = self.readers.get()?;
         let mut query = connection.prepare(&format!(
             "SELECT {FILE_COLUMNS} FROM files f LEFT JOIN entities e ON e.id = f.entity_id ORDER BY f.path"
@@ -166,7 +170,10 @@ impl Index {
     /// Sets a file's state and records why in the audit log.
     pub fn set_file_state(&self, id: FileId, state: FileState, reason: &str) -> anyhow::Result<()> {
         self.write(|tx| {
-            tx.execute("UPDATE files SET state = ?1 WHERE id = ?2", params![state.as_str(), id.0])?;
+            tx.execute(
+                "UPDATE files SET state = ?1 WHERE id = ?2",
+                params![state.as_str(), id.0],
+            )?;
             tx.execute(
                 "INSERT INTO events (at_ms, kind, file_id, message) VALUES (?1, ?2, ?3, ?4)",
                 params![super::now_ms(), state.as_str(), id.0, reason],
@@ -196,17 +203,37 @@ mod tests {
     fn insert_is_idempotent_per_path_and_bumps_entity_versions_once() {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(&dir.path().join("i.sqlite")).unwrap();
-        let batch = [new_file("files/a", Some("set")), new_file("files/b", Some("set")), new_file("files/c", None)];
+        let batch = [
+            new_file("files/a", Some("set")),
+            new_file("files/b", Some("set")),
+            new_file("files/c", None),
+        ];
         let first = index.insert_files(&batch).unwrap();
-        assert!(first.iter().all(|o| matches!(o, InsertOutcome::Inserted(_))));
+        assert!(
+            first
+                .iter()
+                .all(|o| matches!(o, InsertOutcome::Inserted(_)))
+        );
         let again = index.insert_files(&batch[..1]).unwrap();
-        assert_eq!(again, vec![InsertOutcome::AlreadyIndexed(match first[0] {
-            InsertOutcome::Inserted(id) => id,
-            InsertOutcome::AlreadyIndexed(id) => id,
-        })]);
+        assert_eq!(
+            again,
+            vec![InsertOutcome::AlreadyIndexed(match first[0] {
+                InsertOutcome::Inserted(id) => id,
+                InsertOutcome::AlreadyIndexed(id) => id,
+            })]
+        );
         let row = index.file_by_path("files/a").unwrap().unwrap();
-        assert_eq!((row.entity.as_deref(), row.state, row.size), (Some("set"), FileState::Ready, 3));
-        let version: i64 = index.read(|db| db.query_row("SELECT version FROM entities WHERE name = 'set'", [], |r| r.get(0))).unwrap();
+        assert_eq!(
+            (row.entity.as_deref(), row.state, row.size),
+            (Some("set"), FileState::Ready, 3)
+        );
+        let version: i64 = index
+            .read(|db| {
+                db.query_row("SELECT version FROM entities WHERE name = 'set'", [], |r| {
+                    r.get(0)
+                })
+            })
+            .unwrap();
         assert_eq!(version, 2, "created at 1, bumped once for the batch");
     }
 
@@ -214,12 +241,27 @@ mod tests {
     fn state_changes_are_audited() {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(&dir.path().join("i.sqlite")).unwrap();
-        let InsertOutcome::Inserted(id) = index.insert_files(&[new_file("files/a", None)]).unwrap()[0] else {
+        let InsertOutcome::Inserted(id) =
+            index.insert_files(&[new_file("files/a", None)]).unwrap()[0]
+        else {
             panic!("not inserted")
         };
-        index.set_file_state(id, FileState::Lost, "missing on disk").unwrap();
-        assert_eq!(index.file_by_path("files/a").unwrap().unwrap().state, FileState::Lost);
-        let message: String = index.read(|db| db.query_row("SELECT message FROM events WHERE file_id = ?1", [id.0], |r| r.get(0))).unwrap();
+        index
+            .set_file_state(id, FileState::Lost, "missing on disk")
+            .unwrap();
+        assert_eq!(
+            index.file_by_path("files/a").unwrap().unwrap().state,
+            FileState::Lost
+        );
+        let message: String = index
+            .read(|db| {
+                db.query_row(
+                    "SELECT message FROM events WHERE file_id = ?1",
+                    [id.0],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap();
         assert_eq!(message, "missing on disk");
     }
 }

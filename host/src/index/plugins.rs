@@ -32,7 +32,9 @@ impl Index {
     /// The `plugins` table, by name.
     pub fn plugins(&self) -> anyhow::Result<Vec<PluginRow>> {
         self.read(|db| {
-            let mut query = db.prepare("SELECT name, version, world, sha256, source FROM plugins ORDER BY name")?;
+            let mut query = db.prepare(
+                "SELECT name, version, world, sha256, source FROM plugins ORDER BY name",
+            )?;
             let rows = query.query_map([], |row| {
                 Ok(PluginRow {
                     name: row.get(0)?,
@@ -64,7 +66,12 @@ mod tests {
         };
         index.record_plugins(&[row("a"), row("b")], 1).unwrap();
         index.record_plugins(&[row("b")], 2).unwrap();
-        let names: Vec<_> = index.plugins().unwrap().into_iter().map(|p| p.name).collect();
+        let names: Vec<_> = index
+            .plugins()
+            .unwrap()
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
         assert_eq!(names, ["b"]);
     }
 }
