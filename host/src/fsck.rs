@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sha2::{Digest, Sha256};
 
-use crate::index::{FileRow, FileState, Index, InsertOutcome, NewFile, now_ms};
+use crate::index::{FileRow, FileState, Index};
+use crate::ingest::{self, IngestOptions, Outcome};
 use crate::store::DataDir;
 
 /// What fsck found and did. Paths are index paths (`files/...`).
@@ -44,8 +45,13 @@ impl FsckReport {
     }
 }
 
-/// Checks every tracked file and every file under `files/`.
-pub fn fsck(data_dir: &DataDir, index: &Index, repair: bool) -> anyhow::Result<FsckReport> {
+/// Checks every tracked file and every file under `files/`; with `repair`,
+/// untracked files are indexed with these ingest options.
+pub fn fsck(
+    data_dir: &DataDir,
+    index: &Index,
+    repair: Option<&IngestOptions>,
+) -> anyhow::Result<FsckReport> {
     let mut report = FsckReport::default();
     let mut on_disk = BTreeMap::new();
     walk(
@@ -104,8 +110,8 @@ pub fn fsck(data_dir: &DataDir, index: &Index, repair: bool) -> anyhow::Result<F
     }
 
     let untracked: Vec<String> = on_disk.into_keys().collect();
-    if repair && !untracked.is_empty() {
-        index_untracked(data_dir, index, untracked, &mut report)?;
+    if let Some(options) = repair.filter(|_| !untracked.is_empty()) {
+        index_untracked(data_dir, index, untracked, options, &mut report)?;
     } else {
         report.untracked = untracked;
     }
@@ -125,50 +131,24 @@ fn mark_corrupt(
     Ok(())
 }
 
-/// Indexes files found in `files/` as they are. The entity is the first
-/// directory under `files/`, as the inbox assigns it.
+/// Indexes files found in `files/` as they are, through the same checks
+/// ingest applies; what it cannot index now stays reported as untracked.
 fn index_untracked(
     data_dir: &DataDir,
     index: &Index,
     paths: Vec<String>,
+    options: &IngestOptions,
     report: &mut FsckReport,
 ) -> anyhow::Result<()> {
-    let hashes = hash_all(data_dir, paths.iter().map(String::as_str).collect());
-    let mut batch = Vec::new();
-    for (path, hash) in paths.into_iter().zip(hashes) {
-        let real = data_dir.resolve(&path).map_err(anyhow::Error::msg)?;
-        let metadata = std::fs::symlink_metadata(&real);
-        match (hash, metadata) {
-            (Ok(sha256), Ok(metadata)) => {
-                let mtime_ms = metadata
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_millis() as i64);
-                let mut parts = path.split('/').skip(1);
-                let entity = match (parts.next(), parts.next()) {
-                    (Some(first), Some(_)) => Some(first.to_owned()),
-                    _ => None,
-                };
-                batch.push(NewFile {
-                    path,
-                    size: metadata.len(),
-                    mtime_ms,
-                    sha256,
-                    kind: "capture".into(),
-                    entity,
-                    created_ms: now_ms(),
-                });
+    for file in ingest::index_in_place(data_dir, index, &paths, options)?.files {
+        match file.outcome {
+            Outcome::Ingested { path, .. } => report.indexed.push(path),
+            Outcome::Duplicate { path } => report.indexed.push(path),
+            Outcome::Skipped(reason) | Outcome::Failed(reason) => {
+                report
+                    .untracked
+                    .push(format!("{} ({reason})", file.source.display()));
             }
-            (Err(error), _) | (_, Err(error)) => report
-                .untracked
-                .push(format!("{path} (cannot be read: {error})")),
-        }
-    }
-    for (file, outcome) in batch.iter().zip(index.insert_files(&batch)?) {
-        match outcome {
-            InsertOutcome::Inserted(_) => report.indexed.push(file.path.clone()),
-            InsertOutcome::AlreadyIndexed(_) => {}
         }
     }
     Ok(())

@@ -124,7 +124,16 @@ fn a_crash_between_moving_a_file_in_and_committing_its_row_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (data, index) = tracked(dir.path(), &[("a", b"alpha")]);
     std::fs::create_dir_all(data.files_dir().join("cam1")).unwrap();
-    std::fs::write(data.files_dir().join("cam1/frame.bin"), b"captured bytes").unwrap();
+    let frame = data.files_dir().join("cam1/frame.bin");
+    std::fs::write(&frame, b"captured bytes").unwrap();
+    // Written a minute ago, as a crashed ingest would have left it.
+    let a_minute_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&frame)
+        .unwrap()
+        .set_modified(a_minute_ago)
+        .unwrap();
     let output = fsck(data.root(), false);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");

@@ -5,11 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::config::Config;
 use crate::fsck::fsck;
 use crate::index::Index;
+use crate::ingest::IngestOptions;
 use crate::store::DataDir;
 
-pub(super) fn run(data_dir: &DataDir, repair: bool) -> anyhow::Result<ExitCode> {
+pub(super) fn run(data_dir: &DataDir, config: &Config, repair: bool) -> anyhow::Result<ExitCode> {
     let index_path = data_dir.index_path();
     if !index_path.exists() {
         anyhow::bail!(
@@ -19,7 +21,8 @@ pub(super) fn run(data_dir: &DataDir, repair: bool) -> anyhow::Result<ExitCode> 
     }
     let index = Index::open(&index_path)
         .with_context(|| format!("cannot open the index {}", index_path.display()))?;
-    let report = fsck(data_dir, &index, repair)?;
+    let options = IngestOptions::new(&config.ingest);
+    let report = fsck(data_dir, &index, repair.then_some(&options))?;
     let mut out = std::io::stdout().lock();
     for path in &report.lost {
         writeln!(out, "lost       {path}  (in the index, missing on disk)")?;

@@ -176,7 +176,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run => run::run(data_dir, config()?),
         Command::Status => status::status(&data_dir),
         Command::Sql { query, format } => sql::sql(&data_dir, &query, format),
-        Command::Fsck { repair } => fsck::run(&data_dir, repair),
+        Command::Fsck { repair } => fsck::run(&data_dir, &config()?, repair),
         Command::Add {
             paths,
             entity,
