@@ -184,3 +184,89 @@ fn fsck_without_an_index_says_to_run_init() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("run `wharf init` first"));
 }
+
+#[test]
+fn an_ingest_killed_with_sigkill_loses_nothing_and_fsck_repair_plus_a_rerun_finish_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("wharf.toml"),
+        "[ingest]\nfile_last_modified_ms = 0\n",
+    )
+    .unwrap();
+    let source = dir.path().join("batch");
+    std::fs::create_dir_all(&source).unwrap();
+    let content = |i: usize| format!("frame {i} {}", "x".repeat(i % 2000)).into_bytes();
+    const FILES: usize = 3000;
+    for i in 0..FILES {
+        std::fs::write(source.join(format!("{i:05}.bin")), content(i)).unwrap();
+    }
+    let wharf = env!("CARGO_BIN_EXE_wharf-under-test");
+    let mut add = Command::new(wharf)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("add")
+        .arg(&source)
+        .spawn()
+        .unwrap();
+    // Kill it as soon as it has placed something, mid-batch.
+    let store = data.join("files/batch");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_dir(&store).map(|d| d.count()).unwrap_or(0) == 0
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    add.kill().unwrap();
+    add.wait().unwrap();
+
+    // Every file is in exactly one place, with its bytes.
+    for i in 0..FILES {
+        let name = format!("{i:05}.bin");
+        let places: Vec<Vec<u8>> = [source.join(&name), store.join(&name)]
+            .iter()
+            .filter_map(|p| std::fs::read(p).ok())
+            .collect();
+        assert_eq!(places, vec![content(i)], "{name}");
+    }
+    let repaired = fsck(&data, true);
+    assert_eq!(
+        repaired.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&repaired.stdout)
+    );
+    let rerun = Command::new(wharf)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("add")
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert_eq!(
+        rerun.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+
+    let index = Index::open(&data.join("index.sqlite")).unwrap();
+    for i in 0..FILES {
+        let row = index
+            .file_by_path(&format!("files/batch/{i:05}.bin"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.sha256, sha256(&content(i)));
+        assert_eq!(
+            std::fs::read(store.join(format!("{i:05}.bin"))).unwrap(),
+            content(i)
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(&source).unwrap().count(),
+        0,
+        "every source was moved in"
+    );
+    assert_eq!(fsck(&data, false).status.code(), Some(0));
+}
