@@ -97,10 +97,11 @@ CREATE TABLE sync_status (
     PRIMARY KEY (file_id, destination_id)
 );
 -- The sync workers' queue: due rows in next-attempt order, paged by
--- (next_attempt_ms, file_id, destination_id) without sorting. Only the
--- backlog is in it, so its size follows the backlog, not the index.
+-- (next_attempt_ms, file_id, destination_id) without sorting; state and
+-- attempts ride along so a page reads no sync_status row. Only the backlog
+-- is in it, so its size follows the backlog, not the index.
 -- (Deleting a destination scans sync_status: rare enough not to index.)
-CREATE INDEX sync_status_backlog ON sync_status (next_attempt_ms, file_id, destination_id)
+CREATE INDEX sync_status_backlog ON sync_status (next_attempt_ms, file_id, destination_id, state, attempts)
     WHERE state IN ('pending', 'failed');
 -- Uploads under way (at most one per worker): status, and crash recovery
 -- re-queueing what a dead daemon left in progress.

@@ -217,9 +217,9 @@ pub struct QueryPlan {
     pub lines: Vec<String>,
 }
 
-/// Due syncs in next-attempt order, after a cursor: a range scan of
-/// `sync_status_backlog` (its WHERE term is repeated verbatim so SQLite can
-/// use the partial index), then a primary-key lookup per row.
+/// Due syncs in next-attempt order, after a cursor: a range scan of the
+/// covering index `sync_status_backlog` (its WHERE term is repeated verbatim
+/// so SQLite can use the partial index), then the file's row by primary key.
 const SYNC_DUE: &str = "\
 SELECT s.file_id, s.destination_id, f.path, f.size, f.sha256, s.state, s.attempts, s.next_attempt_ms
 FROM sync_status s JOIN files f ON f.id = s.file_id
@@ -1075,7 +1075,7 @@ mod tests {
                 .join("\n")
         };
         for (name, index_name) in [
-            ("sync backlog", "USING INDEX sync_status_backlog"),
+            ("sync backlog", "USING COVERING INDEX sync_status_backlog"),
             ("rest of an entity", "USING INDEX files_retention"),
             ("later entities", "USING INDEX files_retention"),
         ] {
