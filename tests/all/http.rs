@@ -46,10 +46,11 @@ fn serve(
                 if header.trim().is_empty() {
                     break;
                 }
-                if let Some((name, value)) = header.split_once(':') {
-                    if name.eq_ignore_ascii_case("content-length") {
-                        length = value.trim().parse().unwrap();
-                    }
+                if let Some((_, value)) = header
+                    .split_once(':')
+                    .filter(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+                {
+                    length = value.trim().parse().unwrap();
                 }
             }
             let mut body = vec![0u8; length];
