@@ -23,7 +23,7 @@ echo "== building the extism-pdk guest (wasm32-unknown-unknown)" >&2
 guest="$here/target/guest/wasm32-unknown-unknown/release/extism_peer_guest.wasm"
 
 echo "== building the peer (release): wharf (wasmtime 48) + extism 1.30.0 (wasmtime 43)" >&2
-"${nice_cmd[@]}" cargo build --locked --release
+"${nice_cmd[@]}" cargo build --release
 
 echo "== running" >&2
 echo "rustc: $(rustc --version); host: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
 use wharf::runtime::{
-    Allocator, CacheOutcome, Deletion, FileInfo, Limits, Params, PluginSource, Runtime, RuntimeConfig,
+    Allocator, CacheOutcome, Deletion, FileInfo, Limits, Params, PluginSource, Runtime,
+    RuntimeConfig,
 };
 
 /// 1,000,000 records in 100 batches of 10,000.
@@ -121,7 +122,12 @@ fn bench(
     group.bench_function(id, |b| {
         b.iter_custom(|iters| {
             let elapsed = routine(iters);
-            SAMPLES.with(|s| s.borrow_mut().entry(key.clone()).or_default().push((iters, elapsed)));
+            SAMPLES.with(|s| {
+                s.borrow_mut()
+                    .entry(key.clone())
+                    .or_default()
+                    .push((iters, elapsed))
+            });
             elapsed
         });
     });
@@ -139,9 +145,15 @@ fn timed(iters: u64, mut f: impl FnMut()) -> Duration {
 fn trivial_calls(c: &mut Criterion) {
     let name = "trivial_call";
     let mut group = c.benchmark_group(name);
-    group.sample_size(50).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    group
+        .sample_size(50)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
     let empty: Params = Vec::new();
-    for (allocator, label) in [(Allocator::Pooling, "pooling"), (Allocator::OnDemand, "on_demand")] {
+    for (allocator, label) in [
+        (Allocator::Pooling, "pooling"),
+        (Allocator::OnDemand, "on_demand"),
+    ] {
         let runtime = runtime(allocator, None);
         let plugin = runtime.load(keep_last_source()).expect("keep-last loads");
         // The trivial call of an SDK-built plugin: keep-last `plan` on an
@@ -153,11 +165,16 @@ fn trivial_calls(c: &mut Criterion) {
         });
         // The same call on one reused instance.
         let mut session = plugin.plan_session().unwrap();
-        bench(&mut group, name, &format!("reused_instance/{label}"), |iters| {
-            timed(iters, || {
-                black_box(session.plan(black_box(&[]), &empty).unwrap());
-            })
-        });
+        bench(
+            &mut group,
+            name,
+            &format!("reused_instance/{label}"),
+            |iters| {
+                timed(iters, || {
+                    black_box(session.plan(black_box(&[]), &empty).unwrap());
+                })
+            },
+        );
     }
     group.finish();
 }
@@ -168,12 +185,24 @@ fn plan_million(c: &mut Criterion) {
     let params = keep_params();
     let runtime = runtime(Allocator::Pooling, None);
     let plugin = runtime.load(keep_last_source()).expect("keep-last loads");
-    let expected: usize = batches.iter().map(|b| native_keep_last(b, KEEP).len()).sum();
-    let planned: usize = batches.iter().map(|b| plugin.plan(b, &params).unwrap().len()).sum();
-    assert_eq!(planned, expected, "the plugin and the native loop must agree");
+    let expected: usize = batches
+        .iter()
+        .map(|b| native_keep_last(b, KEEP).len())
+        .sum();
+    let planned: usize = batches
+        .iter()
+        .map(|b| plugin.plan(b, &params).unwrap().len())
+        .sum();
+    assert_eq!(
+        planned, expected,
+        "the plugin and the native loop must agree"
+    );
 
     let mut group = c.benchmark_group(name);
-    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(8));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(8));
     bench(&mut group, name, "fresh_store_per_batch", |iters| {
         timed(iters, || {
             for batch in &batches {
@@ -213,7 +242,10 @@ fn loading(c: &mut Criterion) {
     let engine = engine_like_runtime();
 
     let mut group = c.benchmark_group(name);
-    group.sample_size(30).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    group
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
     // Everything `Runtime::load` does on a cache hit: sha256 of the wasm,
     // read + sha256 check + deserialize of the artifact, inspection, linking,
     // InstancePre, and the `describe` call.
@@ -233,7 +265,9 @@ fn loading(c: &mut Criterion) {
     // The parts of a cache hit that are not wasmtime's.
     bench(&mut group, name, "sha256_wasm", |iters| {
         timed(iters, || {
-            black_box(<sha2::Sha256 as sha2::Digest>::digest(black_box(&source.wasm)));
+            black_box(<sha2::Sha256 as sha2::Digest>::digest(black_box(
+                &source.wasm,
+            )));
         })
     });
     bench(&mut group, name, "read_and_sha256_artifact", |iters| {
@@ -263,7 +297,10 @@ fn only_artifact(dir: &Path) -> PathBuf {
 /// in everything that makes an artifact loadable.
 fn engine_like_runtime() -> wasmtime::Engine {
     let mut config = wasmtime::Config::new();
-    config.wasm_component_model(true).epoch_interruption(true).concurrency_support(false);
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .concurrency_support(false);
     let mut pool = wasmtime::PoolingAllocationConfig::default();
     pool.total_component_instances(32)
         .total_core_instances(128)
@@ -280,8 +317,90 @@ fn deserialize(engine: &wasmtime::Engine, bytes: &[u8]) -> wasmtime::component::
     // moment ago with an engine of the same settings.
     #[allow(unsafe_code)]
     unsafe {
-        wasmtime::component::Component::deserialize(engine, bytes).expect("the cached artifact deserializes")
+        wasmtime::component::Component::deserialize(engine, bytes)
+            .expect("the cached artifact deserializes")
     }
+}
+
+/// A bare wasmtime engine with the runtime's settings (`engine.rs`) except
+/// for how a pooled memory slot is reset between stores.
+fn what_if_engine(keep_resident: usize, pagemap_scan: bool) -> wasmtime::Engine {
+    let mut config = wasmtime::Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .concurrency_support(false);
+    let mut pool = wasmtime::PoolingAllocationConfig::default();
+    pool.total_component_instances(32)
+        .total_core_instances(128)
+        .total_memories(64)
+        .total_tables(128)
+        .max_memories_per_component(2)
+        .max_memory_size(1 << 30)
+        .linear_memory_keep_resident(keep_resident)
+        .table_keep_resident(1 << 16)
+        .pagemap_scan(if pagemap_scan {
+            wasmtime::Enabled::Auto
+        } else {
+            wasmtime::Enabled::No
+        });
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    wasmtime::Engine::new(&config).expect("the engine starts")
+}
+
+/// What the fresh-store trivial call would cost with other pool settings:
+/// keep-last instantiated with bare wasmtime (every import a trap; `plan`
+/// with empty lists never calls one) and `plan([], [])` called dynamically.
+/// `keep_resident_1MiB` is today's runtime setting and the baseline.
+fn what_if(c: &mut Criterion) {
+    use wasmtime::component::{Component, Linker, Val};
+    let name = "what_if_fresh_store";
+    let wasm = keep_last_source().wasm;
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(50)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    let variants = [
+        ("keep_resident_1MiB", 1 << 20, false),
+        ("keep_resident_1MiB_pagemap_scan", 1 << 20, true),
+        ("keep_resident_0", 0, false),
+        ("keep_resident_64KiB", 64 << 10, false),
+    ];
+    for (label, keep_resident, pagemap_scan) in variants {
+        let engine = what_if_engine(keep_resident, pagemap_scan);
+        let component = Component::new(&engine, &wasm).expect("keep-last compiles");
+        let mut linker: Linker<()> = Linker::new(&engine);
+        linker
+            .define_unknown_imports_as_traps(&component)
+            .expect("imports defined");
+        let pre = linker
+            .instantiate_pre(&component)
+            .expect("pre-instantiates");
+        let interface = component
+            .get_export_index(None, "wharf:plugin/retention-policy@0.1.0")
+            .expect("keep-last exports retention-policy");
+        let plan = component
+            .get_export_index(Some(&interface), "plan")
+            .expect("it has plan");
+        bench(&mut group, name, label, |iters| {
+            timed(iters, || {
+                let mut store = wasmtime::Store::new(&engine, ());
+                store.set_epoch_deadline(1 << 30);
+                let instance = pre.instantiate(&mut store).unwrap();
+                let func = instance.get_func(&mut store, plan).unwrap();
+                let mut result = [Val::Bool(false)];
+                func.call(
+                    &mut store,
+                    &[Val::List(Vec::new()), Val::List(Vec::new())],
+                    &mut result,
+                )
+                .unwrap();
+                black_box(result);
+            })
+        });
+    }
+    group.finish();
 }
 
 /// Median per-iteration time of a benchmark's measured samples (the last
@@ -291,34 +410,62 @@ fn median(key: &str, sample_size: usize) -> Option<Duration> {
         let samples = s.borrow();
         let all = samples.get(key)?;
         let measured = &all[all.len().saturating_sub(sample_size)..];
-        let mut per_iter: Vec<f64> =
-            measured.iter().map(|(iters, elapsed)| elapsed.as_secs_f64() / *iters as f64).collect();
+        let mut per_iter: Vec<f64> = measured
+            .iter()
+            .map(|(iters, elapsed)| elapsed.as_secs_f64() / *iters as f64)
+            .collect();
         per_iter.sort_by(f64::total_cmp);
         let mid = per_iter.len() / 2;
-        let value = if per_iter.len() % 2 == 0 { (per_iter[mid - 1] + per_iter[mid]) / 2.0 } else { per_iter[mid] };
+        let value = if per_iter.len() % 2 == 0 {
+            (per_iter[mid - 1] + per_iter[mid]) / 2.0
+        } else {
+            per_iter[mid]
+        };
         Some(Duration::from_secs_f64(value))
     })
 }
 
 fn show(d: Duration) -> String {
     let ns = d.as_nanos() as f64;
-    if ns >= 1e6 { format!("{:.2} ms", ns / 1e6) } else { format!("{:.2} µs", ns / 1e3) }
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else {
+        format!("{:.2} µs", ns / 1e3)
+    }
 }
 
 fn summary() {
     let rows: [(&str, usize, Option<Duration>); 10] = [
-        ("trivial_call/fresh_store/pooling", 50, Some(Duration::from_micros(5))),
+        (
+            "trivial_call/fresh_store/pooling",
+            50,
+            Some(Duration::from_micros(5)),
+        ),
         ("trivial_call/fresh_store/on_demand", 50, None),
         ("trivial_call/reused_instance/pooling", 50, None),
         ("trivial_call/reused_instance/on_demand", 50, None),
-        ("plan_1m_records/fresh_store_per_batch", 10, Some(Duration::from_millis(40))),
+        (
+            "plan_1m_records/fresh_store_per_batch",
+            10,
+            Some(Duration::from_millis(40)),
+        ),
         ("plan_1m_records/one_session", 10, None),
         ("plan_1m_records/native_rust", 10, None),
-        ("load/compiled_cache_hit", 30, Some(Duration::from_micros(50))),
+        (
+            "load/compiled_cache_hit",
+            30,
+            Some(Duration::from_micros(50)),
+        ),
         ("load/deserialize_only", 30, None),
         ("load/sha256_wasm", 30, None),
     ];
-    let extra = [("load/read_and_sha256_artifact", 30)];
+    let extra = [
+        ("load/read_and_sha256_artifact", 30),
+        ("what_if_fresh_store/keep_resident_1MiB", 50),
+        ("what_if_fresh_store/keep_resident_1MiB_pagemap_scan", 50),
+        ("what_if_fresh_store/keep_resident_0", 50),
+        ("what_if_fresh_store/keep_resident_64KiB", 50),
+    ];
     println!("\n== wharf runtime benchmarks: medians ==");
     let mut medians = BTreeMap::new();
     for (key, n, target) in rows {
@@ -358,13 +505,21 @@ fn summary() {
         "plan_1m_records/native_rust",
         "1M records: fresh store per batch / native Rust",
     );
-    ratio("plan_1m_records/one_session", "plan_1m_records/native_rust", "1M records: one session / native Rust");
+    ratio(
+        "plan_1m_records/one_session",
+        "plan_1m_records/native_rust",
+        "1M records: one session / native Rust",
+    );
     ratio(
         "plan_1m_records/fresh_store_per_batch",
         "plan_1m_records/one_session",
         "1M records: fresh store per batch / one session",
     );
-    ratio("load/compiled_cache_hit", "load/deserialize_only", "cache-hit load / deserialize only");
+    ratio(
+        "load/compiled_cache_hit",
+        "load/deserialize_only",
+        "cache-hit load / deserialize only",
+    );
 }
 
 fn main() {
@@ -372,6 +527,7 @@ fn main() {
     trivial_calls(&mut criterion);
     plan_million(&mut criterion);
     loading(&mut criterion);
+    what_if(&mut criterion);
     criterion.final_summary();
     summary();
 }

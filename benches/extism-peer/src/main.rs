@@ -6,6 +6,9 @@
 //! the runtimes (so a noisy neighbour hits both alike); in each round it is
 //! warmed up, then every call is timed on its own. Figures are medians (and
 //! p10/p90) of all timed calls.
+//!
+//! `extism-peer GUEST.wasm profile CASE SECONDS` runs only CASE (a key of the
+//! table, e.g. `wharf/fresh/pooling`) in a loop, for `perf record`.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -197,6 +200,20 @@ fn main() {
         ),
     ];
 
+    if std::env::args().nth(2).as_deref() == Some("profile") {
+        let case = std::env::args().nth(3).expect("profile CASE SECONDS");
+        let seconds: f64 = std::env::args().nth(4).and_then(|s| s.parse().ok()).unwrap_or(5.0);
+        let (_, _, f) = cases.iter_mut().find(|(k, _, _)| *k == case).expect("a known case");
+        let start = Instant::now();
+        let mut calls = 0u64;
+        while start.elapsed().as_secs_f64() < seconds {
+            f();
+            calls += 1;
+        }
+        let per_call = start.elapsed() / u32::try_from(calls).unwrap_or(u32::MAX);
+        println!("{case}: {calls} calls, {} µs per call (mean, profiled)", us(per_call));
+        return;
+    }
     let mut samples: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
     for r in 0..ROUNDS {
         eprintln!("round {}/{ROUNDS}", r + 1);
