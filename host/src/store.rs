@@ -165,20 +165,29 @@ impl DataDir {
 /// the two are on different filesystems (copy into `tmp/` first, then place
 /// the copy). Creates `to`'s parent directories.
 pub fn place(from: &Path, to: &Path) -> io::Result<()> {
-    if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent)?;
+    match rename_no_replace(from, to) {
+        // Most often the directory exists already, so it is only created
+        // when the rename says it is missing (and the source is not).
+        Err(error)
+            if error.kind() == io::ErrorKind::NotFound && from.symlink_metadata().is_ok() =>
+        {
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            rename_no_replace(from, to)
+        }
+        other => other,
     }
-    match rustix::fs::renameat_with(
-        rustix::fs::CWD,
-        from,
-        rustix::fs::CWD,
-        to,
-        rustix::fs::RenameFlags::NOREPLACE,
-    ) {
+}
+
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags};
+    use rustix::io::Errno;
+    match rustix::fs::renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
         Ok(()) => Ok(()),
         // Filesystems without RENAME_NOREPLACE: a hard link also refuses an
         // existing name, atomically; then the old name goes.
-        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS | rustix::io::Errno::OPNOTSUPP) => {
+        Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
             std::fs::hard_link(from, to)?;
             if let Err(error) = std::fs::remove_file(from) {
                 let _ = std::fs::remove_file(to);

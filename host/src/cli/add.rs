@@ -40,7 +40,9 @@ pub(super) fn add(data_dir: &DataDir, config: &Config, args: AddArgs) -> anyhow:
     options.entity = args.entity;
     let bar = Bar::new();
     let report = ingest::add(data_dir, &index, &args.paths, &options, &bar)?;
-    bar.0.finish_and_clear();
+    if let Some(bar) = &bar.0 {
+        bar.finish_and_clear();
+    }
 
     for file in &report.files {
         match &file.outcome {
@@ -66,29 +68,33 @@ pub(super) fn add(data_dir: &DataDir, config: &Config, args: AddArgs) -> anyhow:
     })
 }
 
-/// A byte-counting progress bar on stderr, drawn only on a terminal.
-struct Bar(ProgressBar);
+/// A byte-counting progress bar on stderr, only on a terminal.
+struct Bar(Option<ProgressBar>);
 
 impl Bar {
     fn new() -> Bar {
         if !std::io::stderr().is_terminal() {
-            return Bar(ProgressBar::hidden());
+            return Bar(None);
         }
         let style = ProgressStyle::with_template(
             "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar());
-        Bar(ProgressBar::new(0).with_style(style))
+        Bar(Some(ProgressBar::new(0).with_style(style)))
     }
 }
 
 impl Progress for Bar {
     fn planned(&self, files: u64, bytes: u64) {
-        self.0.set_length(bytes);
-        self.0.set_message(format!("{files} file(s)"));
+        if let Some(bar) = &self.0 {
+            bar.set_length(bytes);
+            bar.set_message(format!("{files} file(s)"));
+        }
     }
 
     fn advanced(&self, bytes: u64) {
-        self.0.inc(bytes);
+        if let Some(bar) = &self.0 {
+            bar.inc(bytes);
+        }
     }
 }

@@ -110,10 +110,20 @@ impl Index {
             let mut existing = tx.prepare_cached("SELECT id FROM files WHERE path = ?1")?;
             let mut bump = tx.prepare_cached("UPDATE entities SET version = version + 1 WHERE id = ?1")?;
             let mut touched = std::collections::BTreeSet::new();
+            // One upsert per entity and batch, not per file: a batch of an
+            // ingest is mostly one entity's files.
+            let mut entity_ids = std::collections::HashMap::<&str, i64>::new();
             let mut outcomes = Vec::with_capacity(files.len());
             for file in files {
-                let entity: Option<i64> = match &file.entity {
-                    Some(name) => Some(entity_id.query_row([name], |row| row.get(0))?),
+                let entity: Option<i64> = match file.entity.as_deref() {
+                    Some(name) => Some(match entity_ids.get(name) {
+                        Some(&id) => id,
+                        None => {
+                            let id = entity_id.query_row([name], |row| row.get(0))?;
+                            entity_ids.insert(name, id);
+                            id
+                        }
+                    }),
                     None => None,
                 };
                 let inserted = insert.execute(params![
@@ -235,6 +245,31 @@ mod tests {
             })
             .unwrap();
         assert_eq!(version, 2, "created at 1, bumped once for the batch");
+    }
+
+    #[test]
+    fn a_batch_mixing_entities_gives_each_file_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("i.sqlite")).unwrap();
+        let batch = [
+            new_file("files/a", Some("x")),
+            new_file("files/b", Some("y")),
+            new_file("files/c", Some("x")),
+            new_file("files/d", None),
+        ];
+        index.insert_files(&batch).unwrap();
+        for (path, entity) in [
+            ("files/a", Some("x")),
+            ("files/b", Some("y")),
+            ("files/c", Some("x")),
+            ("files/d", None),
+        ] {
+            assert_eq!(
+                index.file_by_path(path).unwrap().unwrap().entity.as_deref(),
+                entity,
+                "{path}"
+            );
+        }
     }
 
     #[test]
