@@ -416,7 +416,7 @@ fn median(key: &str, sample_size: usize) -> Option<Duration> {
             .collect();
         per_iter.sort_by(f64::total_cmp);
         let mid = per_iter.len() / 2;
-        let value = if per_iter.len() % 2 == 0 {
+        let value = if per_iter.len().is_multiple_of(2) {
             (per_iter[mid - 1] + per_iter[mid]) / 2.0
         } else {
             per_iter[mid]
