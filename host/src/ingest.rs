@@ -3,9 +3,12 @@
 //! that already sit in `files/` ([`index_in_place`], for `wharf fsck --repair`).
 //!
 //! One run walks its paths first (never following a symlink), checks every
-//! file, then hashes on `hash_threads` workers that send their results over
-//! a bounded channel to one writer, the calling thread, which commits index
-//! rows in batches. Per file:
+//! file, then reads and hashes on `hash_threads` workers that hand their
+//! results over a bounded channel to one writer, the calling thread, which
+//! re-checks each file, places it and commits index rows in batches. Workers
+//! only read (and write copies into `tmp/`); every change to `files/` and
+//! the index is the writer's, and renames into one filesystem are serialized
+//! by the kernel anyway. Per file:
 //!
 //! 1. stat, then the checks: a symlink, a non-regular file, a non-UTF-8 name,
 //!    a path in the data directory's internals or a name that cannot be
@@ -17,7 +20,8 @@
 //!    for later), then rename it into `files/` without replacing anything.
 //!    Another filesystem: copy it into `tmp/` hashing in the same pass (one
 //!    read), fsync, re-stat the source, rename the copy into `files/`.
-//! 3. Commit the index row (batched), then, for a copy, remove the source.
+//! 3. Commit the index row (batched; the directories that received copies
+//!    are synced first), then, for a copy, remove the source.
 //!
 //! A crash at any point loses nothing: before the rename the source is
 //! intact; after it and before the commit the file is in `files/` untracked,
@@ -354,20 +358,24 @@ struct Walk {
 
 /// What a worker hands the writer for one file.
 enum Step {
-    /// In place in `files/`; commit `row`, then remove `remove_source` (a copy's source).
-    Commit {
-        row: NewFile,
-        remove_source: Option<(PathBuf, Stat)>,
+    /// Read once and hashed (and copied to `tmp`, synced, for a source on
+    /// another filesystem); the writer re-checks it and places it.
+    Hashed {
+        sha256: String,
+        tmp: Option<PathBuf>,
     },
     Done(Outcome),
 }
 
 /// Rows placed in the store and waiting for their commit, with, for each,
-/// its candidate's number and the source to remove after the commit.
+/// its candidate's number and, for a copy, the source to remove after it.
 #[derive(Default)]
 struct Batch {
     rows: Vec<NewFile>,
     placed: Vec<(usize, Option<(PathBuf, Stat)>)>,
+    /// Directories that received a copy: synced before the commit, so no
+    /// source is removed while its copy's new name could still be lost.
+    dirs_to_sync: std::collections::BTreeSet<PathBuf>,
 }
 
 /// One run's shared state.
@@ -503,16 +511,33 @@ impl<'a> Run<'a> {
             }
             drop(sender);
             let mut batch = Batch::default();
+            // For the rare second read of a file renamed across a bind mount.
+            let mut buffer = Vec::new();
             loop {
                 let flush = match receiver.recv_timeout(FLUSH_AFTER) {
                     Ok(steps) => {
                         for (i, step) in steps {
-                            match step {
-                                Step::Done(outcome) => outcomes[i] = Some(outcome),
-                                Step::Commit { row, remove_source } => {
-                                    batch.rows.push(row);
-                                    batch.placed.push((i, remove_source));
+                            let placed = match step {
+                                Step::Done(outcome) => Err(outcome),
+                                Step::Hashed { sha256, tmp } => {
+                                    self.place(&candidates[i], sha256, tmp, &mut buffer)
                                 }
+                            };
+                            match placed {
+                                Ok((row, copied)) => {
+                                    let source = &candidates[i];
+                                    if copied {
+                                        let dest = self.data.root().join(&row.path);
+                                        batch
+                                            .dirs_to_sync
+                                            .extend(dest.parent().map(Path::to_path_buf));
+                                    }
+                                    let remove =
+                                        copied.then(|| (source.source.clone(), source.stat));
+                                    batch.rows.push(row);
+                                    batch.placed.push((i, remove));
+                                }
+                                Err(outcome) => outcomes[i] = Some(outcome),
                             }
                         }
                         batch.rows.len() >= BATCH
@@ -586,7 +611,7 @@ impl<'a> Run<'a> {
                 _ => break,
             };
             let mut read = 0;
-            let step = self.ingest_one(candidate, &mut buffer, &mut |n| {
+            let step = self.read_one(candidate, &mut buffer, &mut |n| {
                 read += n;
                 unreported += n;
                 if unreported >= HANDOFF_BYTES {
@@ -612,146 +637,76 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn ingest_one(
+    /// A worker's part: opens the file, checks it is the one the walk saw,
+    /// and reads it once, hashing it (and copying it into `tmp/` when it is
+    /// on another filesystem than the store).
+    fn read_one(
         &self,
         candidate: &Candidate,
         buffer: &mut [u8],
         advanced: &mut dyn FnMut(u64),
     ) -> Step {
-        let copy = self.origin != Origin::InPlace
-            && (self.options.always_copy || candidate.stat.dev != self.store_dev);
-        match self.attempt(candidate, copy, buffer, advanced) {
-            // The same device number but another mount (a bind mount): the
-            // rename cannot work, so copy after all. The one case that
-            // reads a file twice.
-            Err(CrossesDevices) => match self.attempt(candidate, true, buffer, &mut |_| {}) {
-                Ok(step) => step,
-                Err(CrossesDevices) => Step::Done(Outcome::Failed(
-                    "cannot be moved or copied into the store across filesystems; left where it is"
-                        .into(),
-                )),
-            },
-            Ok(step) => step,
-        }
-    }
-
-    /// Reads, checks and places one file, by renaming it or (`copy`) by
-    /// copying it through `tmp/`.
-    fn attempt(
-        &self,
-        candidate: &Candidate,
-        copy: bool,
-        buffer: &mut [u8],
-        advanced: &mut dyn FnMut(u64),
-    ) -> Result<Step, CrossesDevices> {
-        let hint = self.origin.retry_hint();
-        let changed = || {
-            Step::Done(Outcome::Skipped(format!(
-                "changed while it was being read (size or modification time), so it was not indexed; \
-                 left where it is: {hint}"
-            )))
-        };
         let mut file = match open_regular(&candidate.source) {
             Ok(file) => file,
-            Err(error) => return Ok(Step::Done(Outcome::Failed(read_error(&error)))),
+            Err(error) => return Step::Done(Outcome::Failed(read_error(&error))),
         };
         match file.metadata() {
             Ok(metadata) if Stat::of(&metadata) == candidate.stat => {}
-            Ok(_) => return Ok(changed()),
-            Err(error) => return Ok(Step::Done(Outcome::Failed(read_error(&error)))),
+            Ok(_) => return Step::Done(self.changed()),
+            Err(error) => return Step::Done(Outcome::Failed(read_error(&error))),
         }
-        let dest = match self.data.resolve(&candidate.dest) {
-            Ok(dest) => dest,
-            Err(error) => {
-                return Ok(Step::Done(Outcome::Failed(format!(
-                    "cannot be stored: {error}"
-                ))));
-            }
-        };
-        let mut tmp = None;
-        if copy {
-            match self.data.create_tmp_file(&candidate.dest) {
-                Ok(created) => tmp = Some(created),
-                Err(error) => {
-                    return Ok(Step::Done(Outcome::Failed(format!(
-                        "cannot create a file in {}: {error}; check that it is writable and has space",
-                        self.data.tmp_dir().display()
-                    ))));
-                }
-            }
+        let copy = self.origin != Origin::InPlace
+            && (self.options.always_copy || candidate.stat.dev != self.store_dev);
+        if !copy {
+            return match self.read_hash(candidate, &mut file, None, buffer, advanced) {
+                Ok(Some(sha256)) => Step::Hashed { sha256, tmp: None },
+                Ok(None) => Step::Done(self.changed()),
+                Err(outcome) => Step::Done(outcome),
+            };
         }
-        let result = self.read_and_place(
-            candidate,
-            &mut file,
-            tmp.as_mut().map(|(f, _)| f),
-            buffer,
-            advanced,
-        );
-        let hashed = match result {
-            Ok(Some(hashed)) => hashed,
+        match self.copy_to_tmp(candidate, &mut file, buffer, advanced) {
+            Ok((sha256, tmp)) => Step::Hashed {
+                sha256,
+                tmp: Some(tmp),
+            },
+            Err(outcome) => Step::Done(outcome),
+        }
+    }
+
+    /// Copies `file` into a new file in `tmp/`, hashing it in the same pass,
+    /// and syncs the copy. Returns the sha256 and the copy's path.
+    fn copy_to_tmp(
+        &self,
+        candidate: &Candidate,
+        file: &mut File,
+        buffer: &mut [u8],
+        advanced: &mut dyn FnMut(u64),
+    ) -> Result<(String, PathBuf), Outcome> {
+        let (mut tmp, tmp_path) = self
+            .data
+            .create_tmp_file(&candidate.dest)
+            .map_err(|error| {
+                Outcome::Failed(format!(
+                    "cannot create a file in {}: {error}; check that it is writable and has space",
+                    self.data.tmp_dir().display()
+                ))
+            })?;
+        match self.read_hash(candidate, file, Some(&mut tmp), buffer, advanced) {
+            Ok(Some(sha256)) => Ok((sha256, tmp_path)),
             Ok(None) => {
-                remove_tmp(tmp.as_ref());
-                return Ok(changed());
+                let _ = std::fs::remove_file(&tmp_path);
+                Err(self.changed())
             }
             Err(outcome) => {
-                remove_tmp(tmp.as_ref());
-                return Ok(Step::Done(outcome));
-            }
-        };
-        let row = NewFile {
-            path: candidate.dest.clone(),
-            size: candidate.stat.size,
-            mtime_ms: candidate.stat.mtime_ms(),
-            sha256: hashed,
-            kind: self.options.kind.clone(),
-            entity: self
-                .options
-                .entity
-                .clone()
-                .or_else(|| entity_of(&candidate.dest)),
-            created_ms: now_ms(),
-        };
-        if self.origin == Origin::InPlace {
-            return Ok(Step::Commit {
-                row,
-                remove_source: None,
-            });
-        }
-        let placed_from = tmp
-            .as_ref()
-            .map_or(candidate.source.as_path(), |(_, path)| path.as_path());
-        match store::place(placed_from, &dest) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
-                remove_tmp(tmp.as_ref());
-                return Ok(self.already_stored(&row));
-            }
-            Err(error) if error.kind() == io::ErrorKind::CrossesDevices && tmp.is_none() => {
-                return Err(CrossesDevices);
-            }
-            Err(error) => {
-                remove_tmp(tmp.as_ref());
-                return Ok(Step::Done(Outcome::Failed(format!(
-                    "cannot be moved to {}: {error}; left where it is",
-                    dest.display()
-                ))));
+                let _ = std::fs::remove_file(&tmp_path);
+                Err(outcome)
             }
         }
-        if tmp.is_some() {
-            // The copy's name must be durable before its source may go.
-            if let Err(error) = dest.parent().map_or(Ok(()), store::sync_dir) {
-                tracing::warn!(path = %dest.display(), error = %error, "cannot sync the store directory");
-            }
-        }
-        let remove_source = tmp
-            .is_some()
-            .then(|| (candidate.source.clone(), candidate.stat));
-        Ok(Step::Commit { row, remove_source })
     }
 
     /// Reads the file once, hashing it and, for a copy, writing it to
-    /// `copy` (then fsync). `Ok(None)`: it changed while being read.
-    fn read_and_place(
+    /// `copy` (then fsync). `Ok(None)`: it is not the size the walk saw.
+    fn read_hash(
         &self,
         candidate: &Candidate,
         file: &mut File,
@@ -769,7 +724,7 @@ impl<'a> Run<'a> {
                 )));
             }
             // Once the size seen at the walk is read, the read that would
-            // return 0 is saved: the re-check below catches a file that grew.
+            // return 0 is saved: the writer's re-check catches a file that grew.
             if total == candidate.stat.size {
                 break;
             }
@@ -791,13 +746,104 @@ impl<'a> Run<'a> {
         if let Some(copy) = copy {
             copy.sync_all().map_err(|error| self.tmp_error(&error))?;
         }
+        Ok((total == candidate.stat.size).then(|| hex::encode(hasher.finalize())))
+    }
+
+    /// The writer's part, after a worker hashed the file: re-checks that the
+    /// source did not change since the walk (so the hash is of the bytes
+    /// placed), then places it (the source, or its copy in `tmp`). Returns
+    /// the row to commit and whether the source was copied.
+    fn place(
+        &self,
+        candidate: &Candidate,
+        sha256: String,
+        tmp: Option<PathBuf>,
+        buffer: &mut Vec<u8>,
+    ) -> Result<(NewFile, bool), Outcome> {
+        let discard = |outcome: Outcome| {
+            if let Some(tmp) = &tmp {
+                let _ = std::fs::remove_file(tmp);
+            }
+            outcome
+        };
+        if self.stopped() {
+            let hint = self.origin.retry_hint();
+            return Err(discard(Outcome::Skipped(format!(
+                "not placed: the run stopped; left where it is: {hint}"
+            ))));
+        }
         if let Some(hook) = &self.options.before_recheck {
             hook(&candidate.source);
         }
-        let unchanged = total == candidate.stat.size
-            && std::fs::symlink_metadata(&candidate.source)
-                .is_ok_and(|m| Stat::of(&m) == candidate.stat);
-        Ok(unchanged.then(|| hex::encode(hasher.finalize())))
+        let unchanged = std::fs::symlink_metadata(&candidate.source)
+            .is_ok_and(|m| Stat::of(&m) == candidate.stat);
+        if !unchanged {
+            return Err(discard(self.changed()));
+        }
+        let row = NewFile {
+            path: candidate.dest.clone(),
+            size: candidate.stat.size,
+            mtime_ms: candidate.stat.mtime_ms(),
+            sha256,
+            kind: self.options.kind.clone(),
+            entity: self
+                .options
+                .entity
+                .clone()
+                .or_else(|| entity_of(&candidate.dest)),
+            created_ms: now_ms(),
+        };
+        if self.origin == Origin::InPlace {
+            return Ok((row, false));
+        }
+        let dest = self
+            .data
+            .resolve(&candidate.dest)
+            .map_err(|error| discard(Outcome::Failed(format!("cannot be stored: {error}"))))?;
+        let from = tmp.as_deref().unwrap_or(&candidate.source);
+        match store::place(from, &dest) {
+            Ok(()) => Ok((row, tmp.is_some())),
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                Err(discard(self.already_stored(&row)))
+            }
+            Err(error) if error.kind() == io::ErrorKind::CrossesDevices && tmp.is_none() => {
+                // The same device number but another mount (a bind mount):
+                // copy after all, the one case that reads a file twice.
+                let tmp = self.copy_again(candidate, &row.sha256, buffer)?;
+                self.place(candidate, row.sha256, Some(tmp), buffer)
+            }
+            Err(error) => Err(discard(Outcome::Failed(format!(
+                "cannot be moved to {}: {error}; left where it is",
+                dest.display()
+            )))),
+        }
+    }
+
+    /// Copies a file into `tmp/` after a rename across mounts failed; its
+    /// content must still hash to `sha256`.
+    fn copy_again(
+        &self,
+        candidate: &Candidate,
+        sha256: &str,
+        buffer: &mut Vec<u8>,
+    ) -> Result<PathBuf, Outcome> {
+        buffer.resize(READ_BUFFER, 0);
+        let mut file =
+            open_regular(&candidate.source).map_err(|error| Outcome::Failed(read_error(&error)))?;
+        let (again, tmp) = self.copy_to_tmp(candidate, &mut file, buffer, &mut |_| {})?;
+        if again != sha256 {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(self.changed());
+        }
+        Ok(tmp)
+    }
+
+    fn changed(&self) -> Outcome {
+        let hint = self.origin.retry_hint();
+        Outcome::Skipped(format!(
+            "changed while it was being read (size or modification time), so it was not indexed; \
+             left where it is: {hint}"
+        ))
     }
 
     fn tmp_error(&self, error: &io::Error) -> Outcome {
@@ -809,30 +855,35 @@ impl<'a> Run<'a> {
 
     /// The destination exists: a duplicate if the index has it with the
     /// same content, an error naming both otherwise. Nothing is replaced.
-    fn already_stored(&self, row: &NewFile) -> Step {
+    fn already_stored(&self, row: &NewFile) -> Outcome {
         let dest = &row.path;
         match self.index.file_by_path(dest) {
             Ok(Some(existing)) if existing.sha256 == row.sha256 => {
-                Step::Done(Outcome::Duplicate { path: dest.clone() })
+                Outcome::Duplicate { path: dest.clone() }
             }
-            Ok(Some(_)) => Step::Done(Outcome::Failed(format!(
+            Ok(Some(_)) => Outcome::Failed(format!(
                 "cannot be stored as {dest}: that path already holds a different file; the source was left \
                  where it is: rename it and add it again"
-            ))),
-            Ok(None) => Step::Done(Outcome::Failed(format!(
+            )),
+            Ok(None) => Outcome::Failed(format!(
                 "cannot be stored as {dest}: a file that is not indexed is already there (left by an \
                  interrupted ingest?); run `wharf fsck --repair` to index it, then add this file again if \
                  it differs"
-            ))),
-            Err(error) => Step::Done(Outcome::Failed(format!(
+            )),
+            Err(error) => Outcome::Failed(format!(
                 "cannot be stored as {dest}: that path is taken and the index cannot be read ({error:#}); \
                  left where it is"
-            ))),
+            )),
         }
     }
 
     /// Commits a batch, records its outcomes, and removes copied sources.
     fn commit(&self, batch: &mut Batch, outcomes: &mut [Option<Outcome>]) -> anyhow::Result<()> {
+        for dir in std::mem::take(&mut batch.dirs_to_sync) {
+            if let Err(error) = store::sync_dir(&dir) {
+                tracing::warn!(path = %dir.display(), error = %error, "cannot sync a store directory");
+            }
+        }
         let inserted = self.index.insert_files(&batch.rows);
         let rows = batch.rows.drain(..);
         let placed = batch.placed.drain(..);
@@ -865,9 +916,6 @@ impl<'a> Run<'a> {
         Ok(())
     }
 }
-
-/// A rename into the store failed because the source is on another mount.
-struct CrossesDevices;
 
 /// The start of the outcome of a file placed in the store whose row could not be committed.
 const UNINDEXED: &str = "placed but not indexed:";
@@ -919,12 +967,6 @@ fn open_regular(path: &Path) -> io::Result<File> {
         Mode::empty(),
     )?;
     Ok(File::from(fd))
-}
-
-fn remove_tmp(tmp: Option<&(File, PathBuf)>) {
-    if let Some((_, path)) = tmp {
-        let _ = std::fs::remove_file(path);
-    }
 }
 
 fn read_error(error: &io::Error) -> String {
