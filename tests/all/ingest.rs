@@ -270,6 +270,36 @@ fn a_name_that_is_not_utf8_is_refused() {
 }
 
 #[test]
+fn a_name_the_index_cannot_hold_is_refused_and_nothing_leaves_the_store() {
+    let fx = Fixture::new();
+    let dir = fx.sources().join("odd");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A backslash would make a path that means something else elsewhere.
+    let odd = dir.join("a\\b.bin");
+    old_file(&odd, b"odd");
+    let report = fx.add(&[&dir], &options());
+    let reason = failed_with(&report, &odd, "cannot be stored");
+    assert!(reason.contains("rename it"), "{reason}");
+    assert!(odd.exists());
+    assert_eq!(std::fs::read_dir(fx.data.files_dir()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_cancelled_run_leaves_every_file_where_it_is() {
+    let fx = Fixture::new();
+    let source = fx.sources().join("a.bin");
+    old_file(&source, b"a");
+    let cancelled = options();
+    cancelled
+        .cancel
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let report = fx.add(&[&source], &cancelled);
+    skipped_with(&report, &source, "interrupted");
+    assert!(source.exists());
+    assert_eq!(fx.indexed_sha256("files/a.bin"), None);
+}
+
+#[test]
 fn paths_inside_the_data_directory_internals_are_refused_but_the_inbox_is_taken() {
     let fx = Fixture::new();
     let stored = fx.data.files_dir().join("tracked.bin");
