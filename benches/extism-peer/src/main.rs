@@ -60,7 +60,9 @@ fn keep_last() -> PluginSource {
 
 /// Extism's engine config: its defaults, or the same pool as wharf's.
 fn extism_compiled(wasm: &[u8], pooling: bool) -> CompiledPlugin {
-    let mut builder = PluginBuilder::new(wasm).with_wasi(false).with_cache_disabled();
+    let mut builder = PluginBuilder::new(wasm)
+        .with_wasi(false)
+        .with_cache_disabled();
     if pooling {
         let mut pool = wasmtime::PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_INSTANCES)
@@ -78,7 +80,9 @@ fn extism_compiled(wasm: &[u8], pooling: bool) -> CompiledPlugin {
 }
 
 fn extism_call(plugin: &mut ExtismPlugin) {
-    let out: Vec<u8> = plugin.call("noop", black_box(&[] as &[u8])).expect("noop succeeds");
+    let out: Vec<u8> = plugin
+        .call("noop", black_box(&[] as &[u8]))
+        .expect("noop succeeds");
     debug_assert!(out.is_empty());
     black_box(out);
 }
@@ -87,6 +91,74 @@ fn wharf_call(plugin: &Plugin, empty: &Params) {
     let deletions = plugin.plan(black_box(&[]), empty).expect("plan succeeds");
     debug_assert!(deletions.is_empty());
     black_box(deletions);
+}
+
+/// keep-last on a bare wasmtime 48 engine with the runtime's settings
+/// (`host/src/runtime/engine.rs`) except how a pooled memory slot is reset:
+/// a fresh store, instantiate from the InstancePre, `plan([], [])` called
+/// dynamically (every import a trap; an empty plan calls none).
+struct WhatIf {
+    engine: wasmtime48::Engine,
+    pre: wasmtime48::component::InstancePre<()>,
+    plan: wasmtime48::component::ComponentExportIndex,
+}
+
+impl WhatIf {
+    fn new(wasm: &[u8], pagemap_scan: bool) -> WhatIf {
+        use wasmtime48::component::{Component, Linker};
+        let mut config = wasmtime48::Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .concurrency_support(false);
+        let mut pool = wasmtime48::PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_INSTANCES)
+            .total_core_instances(POOL_INSTANCES * 4)
+            .total_memories(POOL_INSTANCES * 2)
+            .total_tables(POOL_INSTANCES * 4)
+            .max_memories_per_component(2)
+            .max_memory_size(MAX_MEMORY)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(1 << 16)
+            .pagemap_scan(if pagemap_scan {
+                wasmtime48::Enabled::Auto
+            } else {
+                wasmtime48::Enabled::No
+            });
+        config.allocation_strategy(wasmtime48::InstanceAllocationStrategy::Pooling(pool));
+        let engine = wasmtime48::Engine::new(&config).expect("the engine starts");
+        let component = Component::new(&engine, wasm).expect("keep-last compiles");
+        let mut linker: Linker<()> = Linker::new(&engine);
+        linker
+            .define_unknown_imports_as_traps(&component)
+            .expect("imports defined");
+        let pre = linker
+            .instantiate_pre(&component)
+            .expect("pre-instantiates");
+        let interface = component
+            .get_export_index(None, "wharf:plugin/retention-policy@0.1.0")
+            .expect("keep-last exports retention-policy");
+        let plan = component
+            .get_export_index(Some(&interface), "plan")
+            .expect("it has plan");
+        WhatIf { engine, pre, plan }
+    }
+
+    fn call(&self) {
+        use wasmtime48::component::Val;
+        let mut store = wasmtime48::Store::new(&self.engine, ());
+        store.set_epoch_deadline(1 << 30);
+        let instance = self.pre.instantiate(&mut store).expect("instantiates");
+        let func = instance.get_func(&mut store, self.plan).expect("plan");
+        let mut result = [Val::Bool(false)];
+        func.call(
+            &mut store,
+            &[Val::List(Vec::new()), Val::List(Vec::new())],
+            &mut result,
+        )
+        .expect("plan succeeds");
+        black_box(result);
+    }
 }
 
 struct Stats {
@@ -99,7 +171,12 @@ struct Stats {
 fn stats(mut samples: Vec<Duration>) -> Stats {
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    Stats { median: at(0.5), p10: at(0.1), p90: at(0.9), calls: samples.len() }
+    Stats {
+        median: at(0.5),
+        p10: at(0.1),
+        p90: at(0.9),
+        calls: samples.len(),
+    }
 }
 
 fn us(d: Duration) -> String {
@@ -123,28 +200,43 @@ fn round(f: &mut dyn FnMut(), samples: &mut Vec<Duration>) {
 }
 
 fn main() {
-    let guest = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("target/guest/wasm32-unknown-unknown/release/extism_peer_guest.wasm")
-    });
+    let guest = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("target/guest/wasm32-unknown-unknown/release/extism_peer_guest.wasm")
+        });
     if std::env::var_os("XDG_CACHE_HOME").is_none() {
-        eprintln!("note: XDG_CACHE_HOME is not set; ./run.sh sets it under target/ (the wasmtime cache is off anyway)");
+        eprintln!(
+            "note: XDG_CACHE_HOME is not set; ./run.sh sets it under target/ (the wasmtime cache is off anyway)"
+        );
     }
-    let extism_wasm = std::fs::read(&guest)
-        .unwrap_or_else(|err| panic!("cannot read the extism guest {}: {err}; run ./run.sh", guest.display()));
+    let extism_wasm = std::fs::read(&guest).unwrap_or_else(|err| {
+        panic!(
+            "cannot read the extism guest {}: {err}; run ./run.sh",
+            guest.display()
+        )
+    });
 
     let empty: Params = Vec::new();
     let wharf_pool_rt = wharf_runtime(Allocator::Pooling);
     let wharf_ondemand_rt = wharf_runtime(Allocator::OnDemand);
     let wharf_pool = wharf_pool_rt.load(keep_last()).expect("keep-last loads");
-    let wharf_ondemand = wharf_ondemand_rt.load(keep_last()).expect("keep-last loads");
+    let wharf_ondemand = wharf_ondemand_rt
+        .load(keep_last())
+        .expect("keep-last loads");
     let extism_pool = extism_compiled(&extism_wasm, true);
     let extism_default = extism_compiled(&extism_wasm, false);
+
+    let what_if_today = WhatIf::new(&keep_last().wasm, false);
+    let what_if_pagemap = WhatIf::new(&keep_last().wasm, true);
 
     let mut wharf_session_pool = wharf_pool.plan_session().expect("a session starts");
     let mut wharf_session_ondemand = wharf_ondemand.plan_session().expect("a session starts");
     let mut extism_reused_pool = ExtismPlugin::new_from_compiled(&extism_pool).expect("plugin");
-    let mut extism_reused_default = ExtismPlugin::new_from_compiled(&extism_default).expect("plugin");
+    let mut extism_reused_default =
+        ExtismPlugin::new_from_compiled(&extism_default).expect("plugin");
 
     // (key, description, call)
     let mut cases: Vec<(&str, &str, Box<dyn FnMut() + '_>)> = vec![
@@ -178,7 +270,11 @@ fn main() {
             "wharf/reused/pooling",
             "wharf: PlanSession::plan([]) on one instance, pooling",
             Box::new(|| {
-                black_box(wharf_session_pool.plan(black_box(&[]), &empty).expect("plan succeeds"));
+                black_box(
+                    wharf_session_pool
+                        .plan(black_box(&[]), &empty)
+                        .expect("plan succeeds"),
+                );
             }),
         ),
         (
@@ -190,7 +286,11 @@ fn main() {
             "wharf/reused/default",
             "wharf: PlanSession::plan([]) on one instance, on-demand",
             Box::new(|| {
-                black_box(wharf_session_ondemand.plan(black_box(&[]), &empty).expect("plan succeeds"));
+                black_box(
+                    wharf_session_ondemand
+                        .plan(black_box(&[]), &empty)
+                        .expect("plan succeeds"),
+                );
             }),
         ),
         (
@@ -198,12 +298,28 @@ fn main() {
             "extism: call(noop) on one Plugin, default (on-demand)",
             Box::new(|| extism_call(&mut extism_reused_default)),
         ),
+        (
+            "bare48/fresh/pooling",
+            "bare wasmtime 48, keep-last plan([]), pool as wharf's today (keep_resident 1 MiB, no pagemap scan)",
+            Box::new(|| what_if_today.call()),
+        ),
+        (
+            "bare48/fresh/pagemap",
+            "bare wasmtime 48, keep-last plan([]), same pool + pagemap_scan(Auto)",
+            Box::new(|| what_if_pagemap.call()),
+        ),
     ];
 
     if std::env::args().nth(2).as_deref() == Some("profile") {
         let case = std::env::args().nth(3).expect("profile CASE SECONDS");
-        let seconds: f64 = std::env::args().nth(4).and_then(|s| s.parse().ok()).unwrap_or(5.0);
-        let (_, _, f) = cases.iter_mut().find(|(k, _, _)| *k == case).expect("a known case");
+        let seconds: f64 = std::env::args()
+            .nth(4)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5.0);
+        let (_, _, f) = cases
+            .iter_mut()
+            .find(|(k, _, _)| *k == case)
+            .expect("a known case");
         let start = Instant::now();
         let mut calls = 0u64;
         while start.elapsed().as_secs_f64() < seconds {
@@ -211,7 +327,10 @@ fn main() {
             calls += 1;
         }
         let per_call = start.elapsed() / u32::try_from(calls).unwrap_or(u32::MAX);
-        println!("{case}: {calls} calls, {} µs per call (mean, profiled)", us(per_call));
+        println!(
+            "{case}: {calls} calls, {} µs per call (mean, profiled)",
+            us(per_call)
+        );
         return;
     }
     let mut samples: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
@@ -225,8 +344,13 @@ fn main() {
     drop(cases);
     let results: BTreeMap<&str, Stats> = samples.into_iter().map(|(k, v)| (k, stats(v))).collect();
 
-    println!("\n== trivial call, same run, same harness ({ROUNDS} interleaved rounds; µs per call) ==");
-    println!("{:<24} {:>9} {:>9} {:>9} {:>9}  what", "case", "median", "p10", "p90", "calls");
+    println!(
+        "\n== trivial call, same run, same harness ({ROUNDS} interleaved rounds; µs per call) =="
+    );
+    println!(
+        "{:<24} {:>9} {:>9} {:>9} {:>9}  what",
+        "case", "median", "p10", "p90", "calls"
+    );
     for key in CASE_ORDER {
         let s = &results[key];
         println!(
@@ -248,22 +372,77 @@ fn main() {
         };
         println!("{what:<48} {x:>7.2}x   {verdict}");
     };
-    ratio("extism/fresh/pooling", "wharf/fresh/pooling", "fresh instance per call, both pooling", Some(15.0));
-    ratio("extism/fresh/default", "wharf/fresh/default", "fresh instance per call, both default", Some(15.0));
-    ratio("extism/reused/pooling", "wharf/reused/pooling", "reused instance, both pooling", Some(10.0));
-    ratio("extism/reused/default", "wharf/reused/default", "reused instance, both default", Some(10.0));
+    ratio(
+        "extism/fresh/pooling",
+        "wharf/fresh/pooling",
+        "fresh instance per call, both pooling",
+        Some(15.0),
+    );
+    ratio(
+        "extism/fresh/default",
+        "wharf/fresh/default",
+        "fresh instance per call, both default",
+        Some(15.0),
+    );
+    ratio(
+        "extism/reused/pooling",
+        "wharf/reused/pooling",
+        "reused instance, both pooling",
+        Some(10.0),
+    );
+    ratio(
+        "extism/reused/default",
+        "wharf/reused/default",
+        "reused instance, both default",
+        Some(10.0),
+    );
     println!("\n== within each runtime ==");
     let within = |a: &str, b: &str, what: &str| {
         let x = results[a].median.as_secs_f64() / results[b].median.as_secs_f64();
         println!("{what:<48} {x:>7.2}x");
     };
-    within("wharf/fresh/default", "wharf/fresh/pooling", "wharf fresh: on-demand / pooling");
-    within("extism/fresh/default", "extism/fresh/pooling", "extism fresh: default / pooling");
-    within("wharf/fresh/pooling", "wharf/reused/pooling", "wharf pooling: fresh / reused");
-    within("extism/fresh/pooling", "extism/reused/pooling", "extism pooling: fresh / reused");
+    within(
+        "wharf/fresh/default",
+        "wharf/fresh/pooling",
+        "wharf fresh: on-demand / pooling",
+    );
+    within(
+        "bare48/fresh/pooling",
+        "bare48/fresh/pagemap",
+        "bare wasmtime 48 fresh: today / pagemap_scan",
+    );
+    within(
+        "wharf/fresh/pooling",
+        "bare48/fresh/pooling",
+        "wharf fresh / bare wasmtime 48 fresh (same pool)",
+    );
+    within(
+        "extism/fresh/default",
+        "extism/fresh/pooling",
+        "extism fresh: default / pooling",
+    );
+    within(
+        "wharf/fresh/pooling",
+        "wharf/reused/pooling",
+        "wharf pooling: fresh / reused",
+    );
+    within(
+        "extism/fresh/pooling",
+        "extism/reused/pooling",
+        "extism pooling: fresh / reused",
+    );
+    println!(
+        "\n== what if wharf's pool used pagemap_scan (bare wasmtime 48 with that setting vs extism) =="
+    );
+    ratio(
+        "extism/fresh/pooling",
+        "bare48/fresh/pagemap",
+        "fresh instance per call, both pooling",
+        Some(15.0),
+    );
 }
 
-const CASE_ORDER: [&str; 8] = [
+const CASE_ORDER: [&str; 10] = [
     "wharf/fresh/pooling",
     "extism/fresh/pooling",
     "wharf/fresh/default",
@@ -272,4 +451,6 @@ const CASE_ORDER: [&str; 8] = [
     "extism/reused/pooling",
     "wharf/reused/default",
     "extism/reused/default",
+    "bare48/fresh/pooling",
+    "bare48/fresh/pagemap",
 ];
