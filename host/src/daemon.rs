@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::mpsc::Receiver;
@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::config::Config;
-use crate::index::Index;
+use crate::index::{Index, now_ms};
 use crate::ingest::{self, IngestOptions, Outcome, Report};
 use crate::plugins::{self, LoadReport};
 use crate::runtime::Runtime;
@@ -230,10 +230,4 @@ fn reload(
     }
     index.record_plugins(&report.rows(), now_ms())?;
     Ok((config, report))
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
