@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
 use wharf::runtime::{
-    Allocator, CacheOutcome, Deletion, FileInfo, Limits, Params, PluginSource, Runtime,
-    RuntimeConfig,
+    Allocator, Batch, CacheOutcome, Candidate, Deletion, Entity, FileFlags, Limits, Params,
+    PluginSource, Runtime, RuntimeConfig,
 };
 
 /// 1,000,000 records in 100 batches of 10,000.
@@ -56,27 +56,42 @@ fn keep_last_source() -> PluginSource {
 }
 
 /// Batches ordered by (entity, created desc) that never split an entity, as
-/// the retention runner hands them out.
-fn batches() -> Vec<Vec<FileInfo>> {
-    let sha = "ab".repeat(32);
-    (0..RECORDS)
-        .map(|i| {
-            let entity = i / FILES_PER_ENTITY;
-            let created_ms = 1_700_000_000_000 - (i % FILES_PER_ENTITY) as i64 * 60_000;
-            FileInfo {
-                id: i as u64 + 1,
-                name: format!("entity-{entity:06}/{i:08}.dat"),
-                size: 4096 + (i as u64 % 1000),
-                mtime_ms: created_ms,
-                sha256: sha.clone(),
-                kind: "capture".into(),
-                entity: Some(format!("entity-{entity:06}")),
-                created_ms,
+/// the retention runner hands them out: flat candidates, each batch's
+/// entities and kinds sent once.
+fn batches() -> Vec<Batch> {
+    let entities_per_batch = BATCH / FILES_PER_ENTITY;
+    (0..RECORDS / BATCH)
+        .map(|b| {
+            let entities = (0..entities_per_batch)
+                .map(|e| Entity {
+                    name: format!("entity-{:06}", b * entities_per_batch + e),
+                    version: 1,
+                    last_export_ms: Some(1_700_000_000_000),
+                    attributes: vec![("branch".into(), "main".into())],
+                })
+                .collect();
+            let files = (0..BATCH)
+                .map(|j| {
+                    let i = b * BATCH + j;
+                    let created_ms = 1_700_000_000_000 - (i % FILES_PER_ENTITY) as i64 * 60_000;
+                    Candidate {
+                        id: i as u64 + 1,
+                        size: 4096 + (i as u64 % 1000),
+                        created_ms,
+                        modified_ms: created_ms,
+                        last_access_ms: None,
+                        entity: Some((j / FILES_PER_ENTITY) as u32),
+                        kind: 0,
+                        flags: FileFlags::SYNCED,
+                    }
+                })
+                .collect();
+            Batch {
+                entities,
+                kinds: vec!["capture".into()],
+                files,
             }
         })
-        .collect::<Vec<_>>()
-        .chunks(BATCH)
-        .map(<[FileInfo]>::to_vec)
         .collect()
 }
 
@@ -84,25 +99,34 @@ fn keep_params() -> Params {
     vec![("keep".into(), KEEP.to_string())]
 }
 
-/// The keep-last plugin's logic in native Rust (the floor of the 1M bench).
-fn native_keep_last(batch: &[FileInfo], keep: u64) -> Vec<Deletion> {
+/// The keep-last plugin's logic in native Rust, answer built the same way
+/// (the floor of the 1M bench).
+fn native_keep_last(batch: &Batch, keep: u64, reason: &str) -> (Vec<String>, Vec<Deletion>) {
+    let mut reasons: Vec<String> = Vec::new();
     let mut deletions = Vec::new();
-    let mut current: Option<&Option<String>> = None;
+    let mut current = None;
     let mut seen = 0u64;
-    for file in batch {
-        if current != Some(&file.entity) {
-            current = Some(&file.entity);
+    for file in &batch.files {
+        if current != Some(file.entity) {
+            current = Some(file.entity);
             seen = 0;
         }
         seen += 1;
         if seen > keep {
+            let index = match reasons.iter().rposition(|r| r == reason) {
+                Some(index) => index,
+                None => {
+                    reasons.push(reason.to_owned());
+                    reasons.len() - 1
+                }
+            };
             deletions.push(Deletion {
                 file: file.id,
-                reason: format!("keep-last: older than the newest {keep} of its entity"),
+                reason: index as u32,
             });
         }
     }
-    deletions
+    (reasons, deletions)
 }
 
 thread_local! {
@@ -150,28 +174,34 @@ fn trivial_calls(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
     let empty: Params = Vec::new();
+    let disk = std::env::temp_dir();
     for (allocator, label) in [
         (Allocator::Pooling, "pooling"),
         (Allocator::OnDemand, "on_demand"),
     ] {
         let runtime = runtime(allocator, None);
         let plugin = runtime.load(keep_last_source()).expect("keep-last loads");
-        // The trivial call of an SDK-built plugin: keep-last `plan` on an
-        // empty batch, each call on a fresh store from the InstancePre.
+        // The trivial call of an SDK-built plugin on a fresh store from the
+        // InstancePre: instantiate, then keep-last's `planner.open`.
         bench(&mut group, name, &format!("fresh_store/{label}"), |iters| {
             timed(iters, || {
-                black_box(plugin.plan(black_box(&[]), &empty).unwrap());
+                black_box(plugin.plan_session(black_box(&empty), &disk).unwrap());
             })
         });
-        // The same call on one reused instance.
-        let mut session = plugin.plan_session().unwrap();
+        // `plan` of an empty batch on one reused instance.
+        let mut session = plugin.plan_session(&empty, &disk).unwrap();
         bench(
             &mut group,
             name,
             &format!("reused_instance/{label}"),
             |iters| {
                 timed(iters, || {
-                    black_box(session.plan(black_box(&[]), &empty).unwrap());
+                    let mut batch = Batch {
+                        entities: Vec::new(),
+                        kinds: Vec::new(),
+                        files: Vec::new(),
+                    };
+                    black_box(session.plan(black_box(&mut batch)).unwrap());
                 })
             },
         );
@@ -181,47 +211,48 @@ fn trivial_calls(c: &mut Criterion) {
 
 fn plan_million(c: &mut Criterion) {
     let name = "plan_1m_records";
-    let batches = batches();
+    let mut batches = batches();
     let params = keep_params();
+    let disk = std::env::temp_dir();
     let runtime = runtime(Allocator::Pooling, None);
     let plugin = runtime.load(keep_last_source()).expect("keep-last loads");
-    let expected: usize = batches
+    let reason = format!("keep-last: older than the newest {KEEP} of its entity");
+    let expected: Vec<u64> = batches
         .iter()
-        .map(|b| native_keep_last(b, KEEP).len())
-        .sum();
-    let planned: usize = batches
-        .iter()
-        .map(|b| plugin.plan(b, &params).unwrap().len())
-        .sum();
+        .flat_map(|b| native_keep_last(b, KEEP, &reason).1)
+        .map(|d| d.file)
+        .collect();
+    let mut session = plugin.plan_session(&params, &disk).unwrap();
+    let planned: Vec<u64> = batches
+        .iter_mut()
+        .flat_map(|b| session.plan(b).unwrap().deletions)
+        .map(|d| d.file)
+        .collect();
+    drop(session);
     assert_eq!(
         planned, expected,
         "the plugin and the native loop must agree"
     );
+    assert_eq!(planned.len(), RECORDS / FILES_PER_ENTITY);
 
     let mut group = c.benchmark_group(name);
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(8));
-    bench(&mut group, name, "fresh_store_per_batch", |iters| {
-        timed(iters, || {
-            for batch in &batches {
-                black_box(plugin.plan(batch, &params).unwrap());
-            }
-        })
-    });
     bench(&mut group, name, "one_session", |iters| {
         timed(iters, || {
-            let mut session = plugin.plan_session().unwrap();
-            for batch in &batches {
-                black_box(session.plan(batch, &params).unwrap());
+            let mut session = plugin.plan_session(&params, &disk).unwrap();
+            for batch in batches.iter_mut() {
+                black_box(session.plan(batch).unwrap());
             }
+            black_box(session.finish().unwrap());
         })
     });
     bench(&mut group, name, "native_rust", |iters| {
         timed(iters, || {
             for batch in &batches {
-                black_box(native_keep_last(black_box(batch), KEEP));
+                black_box(native_keep_last(black_box(batch), KEEP, &reason));
             }
         })
     });
@@ -349,8 +380,9 @@ fn what_if_engine(keep_resident: usize, pagemap_scan: bool) -> wasmtime::Engine 
 }
 
 /// What the fresh-store trivial call would cost with other pool settings:
-/// keep-last instantiated with bare wasmtime (every import a trap; `plan`
-/// with empty lists never calls one) and `plan([], [])` called dynamically.
+/// keep-last instantiated with bare wasmtime (every import a trap;
+/// `planner.open` with no parameters never calls one) and `open([])` called
+/// dynamically.
 /// `keep_resident_1MiB` is today's runtime setting and the baseline.
 fn what_if(c: &mut Criterion) {
     use wasmtime::component::{Component, Linker, Val};
@@ -378,24 +410,20 @@ fn what_if(c: &mut Criterion) {
             .instantiate_pre(&component)
             .expect("pre-instantiates");
         let interface = component
-            .get_export_index(None, "wharf:plugin/retention-policy@0.1.0")
+            .get_export_index(None, "wharf:plugin/retention-policy@0.2.0")
             .expect("keep-last exports retention-policy");
-        let plan = component
-            .get_export_index(Some(&interface), "plan")
-            .expect("it has plan");
+        let open = component
+            .get_export_index(Some(&interface), "[static]planner.open")
+            .expect("it has planner.open");
         bench(&mut group, name, label, |iters| {
             timed(iters, || {
                 let mut store = wasmtime::Store::new(&engine, ());
                 store.set_epoch_deadline(1 << 30);
                 let instance = pre.instantiate(&mut store).unwrap();
-                let func = instance.get_func(&mut store, plan).unwrap();
+                let func = instance.get_func(&mut store, open).unwrap();
                 let mut result = [Val::Bool(false)];
-                func.call(
-                    &mut store,
-                    &[Val::List(Vec::new()), Val::List(Vec::new())],
-                    &mut result,
-                )
-                .unwrap();
+                func.call(&mut store, &[Val::List(Vec::new())], &mut result)
+                    .unwrap();
                 black_box(result);
             })
         });
@@ -435,7 +463,7 @@ fn show(d: Duration) -> String {
 }
 
 fn summary() {
-    let rows: [(&str, usize, Option<Duration>); 10] = [
+    let rows: [(&str, usize, Option<Duration>); 9] = [
         (
             "trivial_call/fresh_store/pooling",
             50,
@@ -444,11 +472,6 @@ fn summary() {
         ("trivial_call/fresh_store/on_demand", 50, None),
         ("trivial_call/reused_instance/pooling", 50, None),
         ("trivial_call/reused_instance/on_demand", 50, None),
-        (
-            "plan_1m_records/fresh_store_per_batch",
-            10,
-            Some(Duration::from_millis(40)),
-        ),
         ("plan_1m_records/one_session", 10, None),
         ("plan_1m_records/native_rust", 10, None),
         (
@@ -501,19 +524,9 @@ fn summary() {
         "pooling: fresh store / reused instance",
     );
     ratio(
-        "plan_1m_records/fresh_store_per_batch",
-        "plan_1m_records/native_rust",
-        "1M records: fresh store per batch / native Rust",
-    );
-    ratio(
         "plan_1m_records/one_session",
         "plan_1m_records/native_rust",
-        "1M records: one session / native Rust",
-    );
-    ratio(
-        "plan_1m_records/fresh_store_per_batch",
-        "plan_1m_records/one_session",
-        "1M records: fresh store per batch / one session",
+        "1M records: one planner per run / native Rust (target ≤ 2.5x)",
     );
     ratio(
         "load/compiled_cache_hit",

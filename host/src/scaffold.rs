@@ -118,21 +118,22 @@ const EXPORTER: &str = r#"//! {{NAME}}: a wharf export format. This one writes a
 //! file followed by the file's bytes, which the host appends itself.
 
 use wharf_sdk::output::{append_file, write};
-use wharf_sdk::{EntityInfo, ExportResult, Exporter, FileInfo, Params, PluginError, PluginInfo};
+use wharf_sdk::{Entity, ExportResult, Exporter, FileEntry, Params, PluginError, PluginInfo};
 
 pub struct {{TYPE}};
 
 impl Exporter for {{TYPE}} {
     fn describe() -> PluginInfo {
-        wharf_sdk::plugin_info("{{NAME}}", env!("CARGO_PKG_VERSION"), "Concatenates an entity's files.", &[])
+        PluginInfo::new("{{NAME}}", env!("CARGO_PKG_VERSION"))
+            .description("Concatenates an entity's files, each after a line naming it.")
     }
 
-    fn run(entity: EntityInfo, files: Vec<FileInfo>, _params: Params) -> Result<ExportResult, PluginError> {
-        for file in &files {
-            write(format!("{} {}\n", file.name, file.size).as_bytes())?;
-            append_file(file.id, 0, file.size)?;
+    fn run(entity: Entity, files: Vec<FileEntry>, _params: Params) -> Result<ExportResult, PluginError> {
+        for entry in &files {
+            write(format!("{} {}\n", entry.name, entry.size).as_bytes())?;
+            append_file(&entry.file, 0, entry.size)?;
         }
-        Ok(ExportResult { file_name: format!("{}.txt", entity.id), media_type: "text/plain".into() })
+        Ok(ExportResult { file_name: format!("{}.txt", entity.name), media_type: "text/plain".into() })
     }
 }
 
@@ -145,13 +146,10 @@ mod tests {
 
     #[test]
     fn writes_each_file_after_its_header() {
-        let file = FileInfo {
-            id: 1, name: "a.txt".into(), size: 2, mtime_ms: 0, sha256: String::new(),
-            kind: "capture".into(), entity: None, created_ms: 0,
-        };
-        let entity = EntityInfo { id: "set".into(), version: 1, last_export_ms: None };
+        let entity = Entity { name: "set".into(), version: 1, last_export_ms: None, attributes: vec![] };
         let mut host = MockHost::new().with_file(1, b"hi".to_vec());
-        let result = host.run(|| {{TYPE}}::run(entity, vec![file], vec![])).unwrap();
+        let files = vec![FileEntry::mock(1, "a.txt", 2)];
+        let result = host.run(|| {{TYPE}}::run(entity, files, vec![])).unwrap();
         assert_eq!(result.file_name, "set.txt");
         assert_eq!(host.output, b"a.txt 2\nhi");
     }
@@ -161,28 +159,41 @@ mod tests {
 const RETENTION: &str = r#"//! {{NAME}}: a wharf retention policy. This one deletes files older than
 //! `max_age_ms` (a parameter).
 
-use wharf_sdk::{Deletion, FileInfo, Params, PluginError, PluginInfo, Retention, param_parse};
+use wharf_sdk::{Batch, Decisions, ParamSpec, Params, Planner, PluginError, PluginInfo, Retention, param_parse};
 
 pub struct {{TYPE}};
 
+/// One retention run: what `open` validated, kept for every batch.
+pub struct Run {
+    cutoff_ms: i64,
+    reason: String,
+}
+
 impl Retention for {{TYPE}} {
+    type Planner = Run;
+
     fn describe() -> PluginInfo {
-        wharf_sdk::plugin_info(
-            "{{NAME}}",
-            env!("CARGO_PKG_VERSION"),
-            "Deletes files older than max_age_ms.",
-            &[("max_age_ms", "age after which a file may go", Some("604800000"))],
-        )
+        PluginInfo::new("{{NAME}}", env!("CARGO_PKG_VERSION"))
+            .description("Deletes files older than max_age_ms.")
+            .param(ParamSpec::new("max_age_ms", "age after which a file may go").default("604800000"))
     }
 
-    fn plan(batch: Vec<FileInfo>, params: Params) -> Result<Vec<Deletion>, PluginError> {
+    fn open(params: Params) -> Result<Run, PluginError> {
         let max_age_ms: i64 = param_parse(&params, "max_age_ms", Some(604_800_000))?;
-        let cutoff = wharf_sdk::host::now_ms() - max_age_ms;
-        Ok(batch
-            .into_iter()
-            .filter(|file| file.created_ms < cutoff)
-            .map(|file| Deletion { file: file.id, reason: format!("older than {max_age_ms} ms") })
-            .collect())
+        Ok(Run {
+            cutoff_ms: wharf_sdk::host::now_ms() - max_age_ms,
+            reason: format!("older than {max_age_ms} ms"),
+        })
+    }
+}
+
+impl Planner for Run {
+    fn plan(&mut self, batch: Batch) -> Result<Decisions, PluginError> {
+        let mut decisions = Decisions::new();
+        for file in batch.files.iter().filter(|file| file.created_ms < self.cutoff_ms) {
+            decisions.delete(file.id, &self.reason);
+        }
+        Ok(decisions)
     }
 }
 
@@ -192,11 +203,12 @@ wharf_sdk::export_retention!({{TYPE}});
 mod tests {
     use super::*;
     use wharf_sdk::mock::MockHost;
+    use wharf_sdk::{Candidate, FileFlags};
 
-    fn file(id: u64, created_ms: i64) -> FileInfo {
-        FileInfo {
-            id, name: format!("{id}"), size: 1, mtime_ms: created_ms, sha256: String::new(),
-            kind: "capture".into(), entity: None, created_ms,
+    fn file(id: u64, created_ms: i64) -> Candidate {
+        Candidate {
+            id, size: 1, created_ms, modified_ms: created_ms, last_access_ms: None,
+            entity: None, kind: 0, flags: FileFlags::empty(),
         }
     }
 
@@ -204,8 +216,9 @@ mod tests {
     fn deletes_only_old_files() {
         let mut host = MockHost::new().with_now_ms(10_000);
         let params = vec![("max_age_ms".to_string(), "1000".to_string())];
-        let deleted = host.run(|| {{TYPE}}::plan(vec![file(1, 9_500), file(2, 100)], params)).unwrap();
-        assert_eq!(deleted.iter().map(|d| d.file).collect::<Vec<_>>(), vec![2]);
+        let batch = Batch { entities: vec![], kinds: vec!["capture".into()], files: vec![file(1, 9_500), file(2, 100)] };
+        let decided = host.run(|| {{TYPE}}::open(params)?.plan(batch)).unwrap();
+        assert_eq!(decided.files(), vec![2]);
     }
 }
 "#;
@@ -213,28 +226,23 @@ mod tests {
 const UPLOADER: &str = r#"//! {{NAME}}: a wharf uploader. This one PUTs each file to
 //! `<destination>/<sha256>`; the host streams the body from disk.
 
-use wharf_sdk::http::{Body, FileRange, Request, send};
-use wharf_sdk::{Destination, FileInfo, Params, PluginError, PluginInfo, UploadResult, Uploader};
+use wharf_sdk::http::{Request, send};
+use wharf_sdk::{Destination, FileEntry, Params, PluginError, PluginInfo, UploadResult, Uploader};
 
 pub struct {{TYPE}};
 
 impl Uploader for {{TYPE}} {
     fn describe() -> PluginInfo {
-        wharf_sdk::plugin_info("{{NAME}}", env!("CARGO_PKG_VERSION"), "Uploads files with HTTP PUT.", &[])
+        PluginInfo::new("{{NAME}}", env!("CARGO_PKG_VERSION")).description("Uploads files with HTTP PUT.")
     }
 
-    fn run(file: FileInfo, destination: Destination, _params: Params) -> Result<UploadResult, PluginError> {
-        let url = format!("{}/{}", destination.url.trim_end_matches('/'), file.sha256);
-        let request = Request {
-            method: "PUT".into(),
-            url: url.clone(),
-            headers: vec![],
-            body: Body::FileRange(FileRange { file: file.id, offset: 0, len: file.size }),
-        };
-        match send(&request)?.status {
+    fn run(entry: FileEntry, destination: Destination, _params: Params) -> Result<UploadResult, PluginError> {
+        let url = format!("{}/{}", destination.url.trim_end_matches('/'), entry.sha256);
+        let response = send(&Request::put(&url).file_range(&entry.file, 0, entry.size))?;
+        match response.status {
             200..=299 => Ok(UploadResult { remote_ref: url, remote_sha256: None }),
-            status @ (429 | 500..=599) => Err(PluginError::Transient(format!("{url}: {status}"))),
-            status => Err(PluginError::Terminal(format!("{url}: {status}"))),
+            status @ (429 | 500..=599) => Err(PluginError::transient(format!("{url}: {status}"))),
+            status => Err(PluginError::terminal(format!("{url}: {status}"))),
         }
     }
 }
@@ -244,21 +252,21 @@ wharf_sdk::export_uploader!({{TYPE}});
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wharf_sdk::http::Response;
+    use wharf_sdk::DestinationKind;
+    use wharf_sdk::http::{Method, Response};
     use wharf_sdk::mock::MockHost;
 
     #[test]
     fn puts_the_file_under_its_hash() {
-        let file = FileInfo {
-            id: 1, name: "a".into(), size: 2, mtime_ms: 0, sha256: "ab".into(),
-            kind: "capture".into(), entity: None, created_ms: 0,
+        let entry = FileEntry { sha256: "ab".into(), ..FileEntry::mock(1, "a", 2) };
+        let destination = Destination {
+            name: "d".into(), kind: DestinationKind::Remote, url: "http://127.0.0.1:1/b".into(), credentials: vec![],
         };
-        let destination = Destination { name: "d".into(), url: "http://127.0.0.1:1/b".into() };
         let mut host = MockHost::new().with_file(1, b"hi".to_vec()).with_http(|request, body| {
-            assert_eq!((request.method.as_str(), body.as_slice()), ("PUT", &b"hi"[..]));
+            assert_eq!((request.method, body.as_slice()), (Method::Put, &b"hi"[..]));
             Ok(Response { status: 201, headers: vec![], body: vec![] })
         });
-        let result = host.run(|| {{TYPE}}::run(file, destination, vec![])).unwrap();
+        let result = host.run(|| {{TYPE}}::run(entry, destination, vec![])).unwrap();
         assert_eq!(result.remote_ref, "http://127.0.0.1:1/b/ab");
     }
 }

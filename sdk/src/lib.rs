@@ -3,109 +3,118 @@
 //! native target with [`mock::MockHost`].
 //!
 //! ```
-//! use wharf_sdk::{Deletion, FileInfo, Params, PluginError, PluginInfo, Retention};
+//! use wharf_sdk::{Batch, Decisions, ParamSpec, Params, Planner, PluginError, PluginInfo, Retention};
 //!
 //! pub struct KeepNothing;
+//! pub struct Run { reason: String }
 //!
 //! impl Retention for KeepNothing {
+//!     type Planner = Run;
 //!     fn describe() -> PluginInfo {
-//!         wharf_sdk::plugin_info("keep-nothing", "0.1.0", "deletes everything", &[])
+//!         PluginInfo::new("keep-nothing", "0.1.0")
+//!             .description("deletes everything")
+//!             .param(ParamSpec::new("reason", "what the audit log says").default("keep-nothing"))
 //!     }
-//!     fn plan(batch: Vec<FileInfo>, _: Params) -> Result<Vec<Deletion>, PluginError> {
-//!         Ok(batch.into_iter().map(|f| Deletion { file: f.id, reason: "keep-nothing".into() }).collect())
+//!     fn open(params: Params) -> Result<Run, PluginError> {
+//!         let reason = wharf_sdk::param(&params, "reason").unwrap_or("keep-nothing").to_owned();
+//!         Ok(Run { reason })
+//!     }
+//! }
+//!
+//! impl Planner for Run {
+//!     fn plan(&mut self, batch: Batch) -> Result<Decisions, PluginError> {
+//!         let mut decisions = Decisions::new();
+//!         for file in &batch.files {
+//!             decisions.delete(file.id, &self.reason);
+//!         }
+//!         Ok(decisions)
 //!     }
 //! }
 //!
 //! wharf_sdk::export_retention!(KeepNothing);
-//! # assert!(KeepNothing::plan(vec![], vec![]).unwrap().is_empty());
+//! # let batch = Batch { entities: vec![], kinds: vec![], files: vec![] };
+//! # assert!(KeepNothing::open(vec![]).unwrap().plan(batch).unwrap().deletions.is_empty());
 //! ```
 //!
-//! The same source builds to `wasm32-wasip2` (where the host functions in
-//! [`host`], [`output`] and [`http`] call the wharf host) and natively (where
-//! they call the mock host installed by [`mock::MockHost::run`]).
+//! The same source builds to `wasm32-wasip2` (where the functions in
+//! [`host`], [`files`], [`output`], [`http`], [`local`] and [`disk`] call the
+//! wharf host) and natively (where they call the mock host installed by
+//! [`mock::MockHost::run`]).
 
 #[doc(hidden)]
 pub mod bindings;
+pub mod disk;
+mod error;
+pub mod files;
 pub mod host;
 pub mod http;
+mod info;
+pub mod local;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mock;
 pub mod output;
 mod params;
+mod retention;
 
+pub use files::{File, FileEntry};
 pub use params::{param, param_parse};
+pub use retention::Planner;
 
 #[doc(hidden)]
 pub use bindings as __bindings;
 #[doc(hidden)]
+pub use retention::PlannerCell as __PlannerCell;
+#[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
 pub use bindings::exporter::exports::wharf::plugin::export_format::ExportResult;
+pub use bindings::exporter::wharf::plugin::files::RemoteCopy;
 pub use bindings::exporter::wharf::plugin::types::{
-    EntityInfo, FileId, FileInfo, ParamSpec, Params, PluginError, PluginInfo,
+    Attributes, Entity, ParamSpec, Params, PluginError, PluginInfo, TransientError,
 };
-pub use bindings::retention::exports::wharf::plugin::retention_policy::Deletion;
-pub use bindings::uploader::exports::wharf::plugin::transfer::{Destination, UploadResult};
+pub use bindings::retention::exports::wharf::plugin::retention_policy::{
+    Batch, Candidate, Decisions, Deletion, FileFlags,
+};
+pub use bindings::uploader::exports::wharf::plugin::transfer::{
+    Destination, DestinationKind, UploadResult,
+};
 
 /// The version of the WIT package (`wharf:plugin@X.Y.Z`) this SDK targets.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// An export format: turns an entity's files into one output file through
 /// [`output::write`] and [`output::append_file`].
 pub trait Exporter {
     fn describe() -> PluginInfo;
     fn run(
-        entity: EntityInfo,
-        files: Vec<FileInfo>,
+        entity: Entity,
+        files: Vec<FileEntry>,
         params: Params,
     ) -> Result<ExportResult, PluginError>;
 }
 
-/// A retention policy: returns the files of a batch that may be deleted.
-/// Batches are ordered by (entity, created desc) and never split an entity.
+/// A retention policy: opens one [`Planner`] per run.
 pub trait Retention {
+    type Planner: Planner;
     fn describe() -> PluginInfo;
-    fn plan(batch: Vec<FileInfo>, params: Params) -> Result<Vec<Deletion>, PluginError>;
+    /// Validates the parameters and starts a run; `invalid-params` here stops
+    /// the run before any batch.
+    fn open(params: Params) -> Result<Self::Planner, PluginError>;
 }
 
-/// An uploader: sends one file to a destination through [`http::send`].
+/// An uploader: copies one file to a destination through [`http`] (remote)
+/// or [`local`] (a local directory).
 pub trait Uploader {
     fn describe() -> PluginInfo;
     fn run(
-        file: FileInfo,
+        file: FileEntry,
         destination: Destination,
         params: Params,
     ) -> Result<UploadResult, PluginError>;
 }
 
-/// Builds a [`PluginInfo`] for `describe`.
-///
-/// `params` are `(name, description, default)`; a parameter without a default
-/// is required.
-pub fn plugin_info(
-    name: &str,
-    version: &str,
-    description: &str,
-    params: &[(&str, &str, Option<&str>)],
-) -> PluginInfo {
-    PluginInfo {
-        name: name.to_owned(),
-        version: version.to_owned(),
-        description: description.to_owned(),
-        params: params
-            .iter()
-            .map(|(name, description, default)| ParamSpec {
-                name: (*name).to_owned(),
-                description: (*description).to_owned(),
-                required: default.is_none(),
-                default_value: default.map(str::to_owned),
-            })
-            .collect(),
-    }
-}
-
 /// Called at the start of every exported function: routes panic messages to
-/// the host log (a plugin has no stderr) before the panic traps.
+/// the host log before the panic traps.
 #[doc(hidden)]
 pub fn __enter() {
     #[cfg(target_arch = "wasm32")]
@@ -123,23 +132,27 @@ pub fn __enter() {
 #[macro_export]
 macro_rules! export_exporter {
     ($plugin:ident) => {
-        impl $crate::__bindings::exporter::exports::wharf::plugin::export_format::Guest for $plugin {
-            fn describe() -> $crate::PluginInfo {
-                $crate::__enter();
-                <$plugin as $crate::Exporter>::describe()
-            }
-            fn run(
-                entity: $crate::EntityInfo,
-                files: ::std::vec::Vec<$crate::FileInfo>,
-                params: $crate::Params,
-            ) -> ::std::result::Result<$crate::ExportResult, $crate::PluginError> {
-                $crate::__enter();
-                <$plugin as $crate::Exporter>::run(entity, files, params)
-            }
-        }
         #[cfg(target_arch = "wasm32")]
         const _: () = {
-            $crate::__bindings::exporter::export_exporter_world!($plugin with_types_in $crate::__bindings::exporter);
+            use $crate::__bindings::exporter as world;
+            impl world::exports::wharf::plugin::export_format::Guest for $plugin {
+                fn describe() -> $crate::PluginInfo {
+                    $crate::__enter();
+                    <$plugin as $crate::Exporter>::describe()
+                }
+                fn run(
+                    entity: $crate::Entity,
+                    files: ::std::vec::Vec<
+                        $crate::__bindings::exporter::wharf::plugin::files::FileEntry,
+                    >,
+                    params: $crate::Params,
+                ) -> ::std::result::Result<$crate::ExportResult, $crate::PluginError> {
+                    $crate::__enter();
+                    let files = files.into_iter().map($crate::FileEntry::from).collect();
+                    <$plugin as $crate::Exporter>::run(entity, files, params)
+        }
+            }
+            world::export_exporter_world!($plugin with_types_in $crate::__bindings::exporter);
         };
     };
 }
@@ -148,22 +161,17 @@ macro_rules! export_exporter {
 #[macro_export]
 macro_rules! export_retention {
     ($plugin:ident) => {
-        impl $crate::__bindings::retention::exports::wharf::plugin::retention_policy::Guest for $plugin {
-            fn describe() -> $crate::PluginInfo {
-                $crate::__enter();
-                <$plugin as $crate::Retention>::describe()
-            }
-            fn plan(
-                batch: ::std::vec::Vec<$crate::FileInfo>,
-                params: $crate::Params,
-            ) -> ::std::result::Result<::std::vec::Vec<$crate::Deletion>, $crate::PluginError> {
-                $crate::__enter();
-                <$plugin as $crate::Retention>::plan(batch, params)
-            }
-        }
         #[cfg(target_arch = "wasm32")]
         const _: () = {
-            $crate::__bindings::retention::export_retention_world!($plugin with_types_in $crate::__bindings::retention);
+            use $crate::__bindings::retention as world;
+            impl world::exports::wharf::plugin::retention_policy::Guest for $plugin {
+                fn describe() -> $crate::PluginInfo {
+                    $crate::__enter();
+                    <$plugin as $crate::Retention>::describe()
+                }
+                type Planner = $crate::__PlannerCell<$plugin>;
+            }
+    world::export_retention_world!($plugin with_types_in $crate::__bindings::retention);
         };
     };
 }
@@ -172,23 +180,28 @@ macro_rules! export_retention {
 #[macro_export]
 macro_rules! export_uploader {
     ($plugin:ident) => {
-        impl $crate::__bindings::uploader::exports::wharf::plugin::transfer::Guest for $plugin {
-            fn describe() -> $crate::PluginInfo {
-                $crate::__enter();
-                <$plugin as $crate::Uploader>::describe()
-            }
-            fn run(
-                file: $crate::FileInfo,
-                destination: $crate::Destination,
-                params: $crate::Params,
-            ) -> ::std::result::Result<$crate::UploadResult, $crate::PluginError> {
-                $crate::__enter();
-                <$plugin as $crate::Uploader>::run(file, destination, params)
-            }
-        }
         #[cfg(target_arch = "wasm32")]
         const _: () = {
-            $crate::__bindings::uploader::export_uploader_world!($plugin with_types_in $crate::__bindings::uploader);
+            use $crate::__bindings::uploader as world;
+            impl world::exports::wharf::plugin::transfer::Guest for $plugin {
+                fn describe() -> $crate::PluginInfo {
+                    $crate::__enter();
+                    <$plugin as $crate::Uploader>::describe()
+                }
+                fn run(
+                    file: $crate::__bindings::exporter::wharf::plugin::files::FileEntry,
+                    destination: $crate::Destination,
+                    params: $crate::Params,
+                ) -> ::std::result::Result<$crate::UploadResult, $crate::PluginError> {
+                    $crate::__enter();
+                    <$plugin as $crate::Uploader>::run(
+                        $crate::FileEntry::from(file),
+                        destination,
+                        params,
+                    )
+                }
+            }
+    world::export_uploader_world!($plugin with_types_in $crate::__bindings::uploader);
         };
     };
 }

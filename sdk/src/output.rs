@@ -3,7 +3,7 @@
 
 #[cfg(target_arch = "wasm32")]
 use crate::__bindings::exporter::wharf::plugin::output as imports;
-use crate::{FileId, PluginError};
+use crate::{File, PluginError};
 
 /// Appends bytes the plugin produced.
 pub fn write(bytes: &[u8]) -> Result<(), PluginError> {
@@ -13,10 +13,11 @@ pub fn write(bytes: &[u8]) -> Result<(), PluginError> {
     crate::mock::with(|host| host.write(bytes))
 }
 
-/// Appends `len` bytes at `offset` of a file handed to this call.
-pub fn append_file(file: FileId, offset: u64, len: u64) -> Result<(), PluginError> {
+/// Appends `len` bytes at `offset` of a file handed to this call; a range
+/// past its end is `invalid-params` and appends nothing.
+pub fn append_file(file: &File, offset: u64, len: u64) -> Result<(), PluginError> {
     #[cfg(target_arch = "wasm32")]
-    return imports::append_file(file, offset, len);
+    return imports::append_file(&file.inner, offset, len);
     #[cfg(not(target_arch = "wasm32"))]
-    crate::mock::with(|host| host.append_file(file, offset, len))
+    crate::mock::with(|host| host.append_file(file.id, offset, len))
 }

@@ -1,6 +1,6 @@
 //! The bundled plugins, through the real runtime.
 
-use wharf::runtime::{CallError, Destination, World};
+use wharf::runtime::{CallError, DestinationAccess, RemoteAccess, UploadTarget, World};
 
 use crate::support::*;
 
@@ -28,8 +28,8 @@ fn tar_export_produces_an_archive_tar_can_list_and_extract() {
     let runtime = runtime(dir.path());
     let plugin = runtime.load(bundled("tar-export")).unwrap();
     let files = [
-        call_file(dir.path(), 1, "a.txt", b"hello"),
-        call_file(dir.path(), 2, "b.bin", &vec![3u8; 70_000]),
+        call_file(dir.path(), "a.txt", b"hello"),
+        call_file(dir.path(), "b.bin", &vec![3u8; 70_000]),
     ];
     let out = dir.path().join("export.tmp");
     let result = plugin
@@ -58,7 +58,7 @@ fn keep_last_rejects_bad_parameters_as_invalid_params() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime(dir.path());
     let plugin = runtime.load(bundled("keep-last")).unwrap();
-    let error = plugin.plan(&[], &params(&[("keep", "many")])).unwrap_err();
+    let error = plan_once(&plugin, batch(0, vec![]), &params(&[("keep", "many")])).unwrap_err();
     assert!(
         matches!(&error, CallError::InvalidParams(msg) if msg.contains("keep")),
         "{error:?}"
@@ -70,15 +70,13 @@ fn an_uploader_without_allowed_hosts_is_denied_the_network() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime(dir.path());
     let plugin = runtime.load(bundled("http-put")).unwrap();
-    let mut file = call_file(dir.path(), 1, "a.txt", b"hello");
-    file.info.sha256 = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".into();
-    let destination = Destination {
+    let file = call_file(dir.path(), "a.txt", b"hello");
+    let target = UploadTarget {
         name: "remote".into(),
         url: "http://127.0.0.1:9/bucket".into(),
+        access: DestinationAccess::Remote(RemoteAccess::default()),
     };
-    let error = plugin
-        .upload(&file, &destination, &params(&[]))
-        .unwrap_err();
+    let error = plugin.upload(&file, &target, &params(&[])).unwrap_err();
     assert!(
         matches!(&error, CallError::AccessDenied(what) if what.contains("127.0.0.1:9")),
         "{error:?}"
@@ -90,28 +88,19 @@ fn a_retention_run_plans_many_batches_on_one_instance() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime(dir.path());
     let plugin = runtime.load(bundled("keep-last")).unwrap();
-    let mut session = plugin.plan_session().unwrap();
+    let mut session = plugin
+        .plan_session(&params(&[("keep", "2")]), dir.path())
+        .unwrap();
     let mut deleted = Vec::new();
     for entity in 0..20u64 {
-        let batch: Vec<_> = (0..5)
-            .map(|i| {
-                file_info(
-                    entity * 10 + i,
-                    "f",
-                    1,
-                    Some(&format!("e{entity}")),
-                    100 - i as i64,
-                )
-            })
+        let files = (0..5)
+            .map(|i| candidate(entity * 10 + i, Some(0), 100 - i as i64))
             .collect();
-        deleted.extend(
-            session
-                .plan(&batch, &params(&[("keep", "2")]))
-                .unwrap()
-                .into_iter()
-                .map(|d| d.file),
-        );
+        let decided = session.plan(&mut batch(1, files)).unwrap();
+        assert!(decided.reasons[0].starts_with("keep-last"));
+        deleted.extend(decided.deletions.iter().map(|d| d.file));
     }
+    assert!(session.finish().unwrap().deletions.is_empty());
     assert_eq!(deleted.len(), 20 * 3);
     assert!(deleted.contains(&192) && !deleted.contains(&191));
 }

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use wharf::runtime::{CallError, Destination};
+use wharf::runtime::{CallError, DestinationAccess, RemoteAccess, UploadTarget};
 
 use crate::support::*;
 
@@ -80,16 +80,18 @@ fn upload_setup(
 ) -> (
     wharf::runtime::Plugin,
     wharf::runtime::CallFile,
-    Destination,
+    UploadTarget,
 ) {
-    let mut source = bundled("http-put");
-    source.allowed_hosts = vec![format!("127.0.0.1:{port}")];
-    let plugin = runtime.load(source).unwrap();
-    let mut file = call_file(dir, 1, "a.txt", b"hello");
-    file.info.sha256 = HELLO_SHA.into();
-    let destination = Destination {
-        name: "local".into(),
+    let plugin = runtime.load(bundled("http-put")).unwrap();
+    let file = call_file(dir, "a.txt", b"hello");
+    assert_eq!(file.sha256, HELLO_SHA);
+    let destination = UploadTarget {
+        name: "store".into(),
         url: format!("http://127.0.0.1:{port}/bucket"),
+        access: DestinationAccess::Remote(RemoteAccess {
+            allowed_hosts: vec![format!("127.0.0.1:{port}")],
+            ..RemoteAccess::default()
+        }),
     };
     (plugin, file, destination)
 }

@@ -10,7 +10,7 @@ use crate::support::*;
 
 /// Runs the hostile exporter in `mode`, with one 1 MiB input file.
 fn attack(plugin: &Plugin, dir: &Path, mode: &str) -> Result<String, CallError> {
-    let input = call_file(dir, 1, &format!("input-{mode}.bin"), &vec![7u8; 1 << 20]);
+    let input = call_file(dir, &format!("input-{mode}.bin"), &vec![7u8; 1 << 20]);
     let out = dir.join(format!("out-{mode}-{}", rand_suffix()));
     plugin
         .export(&entity("set"), &[input], &params(&[("mode", mode)]), &out)
@@ -34,12 +34,9 @@ fn assert_host_still_serves(runtime: &Runtime, plugin: &Plugin, dir: &Path) {
     assert_eq!(result.file_name, "ok.txt");
     assert_eq!(std::fs::read(&out).unwrap(), b"ok");
     let other = runtime.load(bundled("keep-last")).unwrap();
-    let batch = [
-        file_info(1, "a", 1, Some("e"), 2),
-        file_info(2, "b", 1, Some("e"), 1),
-    ];
-    let deletions = other.plan(&batch, &params(&[("keep", "1")])).unwrap();
-    assert_eq!(deletions.len(), 1);
+    let files = vec![candidate(1, Some(0), 2), candidate(2, Some(0), 1)];
+    let deleted = plan_once(&other, batch(1, files), &params(&[("keep", "1")])).unwrap();
+    assert_eq!(deleted, vec![2]);
 }
 
 fn setup() -> (tempfile::TempDir, Runtime, Plugin) {
@@ -102,7 +99,7 @@ fn panic_is_a_terminal_trap() {
 #[test]
 fn output_over_the_cap_is_stopped_and_the_partial_file_removed() {
     let (dir, runtime, plugin) = setup();
-    let input = call_file(dir.path(), 1, "in.bin", b"x");
+    let input = call_file(dir.path(), "in.bin", b"x");
     let out = dir.path().join("partial.out");
     let error = plugin
         .export(
@@ -133,16 +130,16 @@ fn slow_host_calls_count_against_the_deadline() {
 }
 
 #[test]
-fn reading_a_file_not_given_is_denied_even_if_the_plugin_ignores_it() {
+fn a_forged_file_handle_fails_the_call() {
     let (dir, runtime, plugin) = setup();
-    let error = attack(&plugin, dir.path(), "read-other").unwrap_err();
-    assert!(
-        matches!(&error, CallError::AccessDenied(what) if what.contains("999999")),
-        "{error:?}"
-    );
-    assert_eq!(error.class(), ErrorClass::Terminal);
-    let error = attack(&plugin, dir.path(), "append-other").unwrap_err();
-    assert!(matches!(error, CallError::AccessDenied(_)), "{error:?}");
+    for mode in ["read-other", "append-other"] {
+        let error = attack(&plugin, dir.path(), mode).unwrap_err();
+        assert!(
+            matches!(&error, CallError::Trap(what) if what.contains("handle")),
+            "{mode}: {error:?}"
+        );
+        assert_eq!(error.class(), ErrorClass::Terminal);
+    }
     assert_host_still_serves(&runtime, &plugin, dir.path());
 }
 
@@ -208,12 +205,21 @@ fn a_plugin_built_for_another_wit_version_is_rejected_naming_both() {
         .load(source("future", guest(wharf_tests::FUTURE_WIT), None))
         .unwrap_err();
     assert!(
-        matches!(&error, LoadError::UnsupportedWitVersion { found, .. } if found == "0.2.0"),
+        matches!(&error, LoadError::UnsupportedWitVersion { found, .. } if found == "0.3.0"),
         "{error:?}"
     );
     let message = error.to_string();
     assert!(
-        message.contains("wharf:plugin@0.2.0") && message.contains("wharf:plugin@0.1.0"),
+        message.contains("wharf:plugin@0.3.0") && message.contains("wharf:plugin@0.2.0"),
+        "{message}"
+    );
+    // And one built against the 0.1 contract, which this host no longer links.
+    let error = runtime
+        .load(source("old", guest(wharf_tests::OLD_WIT), None))
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("wharf:plugin@0.1.0") && message.contains("wharf:plugin@0.2.0"),
         "{message}"
     );
 }
@@ -264,13 +270,12 @@ fn a_corrupt_compiled_cache_entry_is_a_miss_not_a_failure() {
     }
     let plugin = runtime.load(bundled("keep-last")).unwrap();
     assert_eq!(plugin.cache, CacheOutcome::Miss);
-    assert_eq!(
-        plugin
-            .plan(&[file_info(1, "a", 1, None, 0)], &params(&[("keep", "0")]))
-            .unwrap()
-            .len(),
-        1
+    let deleted = plan_once(
+        &plugin,
+        batch(0, vec![candidate(7, None, 0)]),
+        &params(&[("keep", "0")]),
     );
+    assert_eq!(deleted.unwrap(), vec![7]);
     assert_eq!(
         runtime.load(bundled("keep-last")).unwrap().cache,
         CacheOutcome::Hit
@@ -307,7 +312,7 @@ fn errors_the_plugin_returns_do_not_count_towards_quarantine() {
         attack(&plugin, dir.path(), "panic").unwrap_err();
     }
     let error = attack(&plugin, dir.path(), "fail").unwrap_err();
-    assert_eq!(error, CallError::Transient("remote is down".into()));
+    assert_eq!(error, CallError::transient("remote is down"));
     assert_eq!(error.class(), ErrorClass::Transient);
     for _ in 0..4 {
         attack(&plugin, dir.path(), "panic").unwrap_err();
@@ -366,17 +371,20 @@ fn wasi_filesystem_network_and_environment_are_denied() {
 }
 
 #[test]
-fn a_retention_plugin_cannot_import_the_network() {
+fn a_retention_plugin_importing_the_network_is_refused_at_load() {
     // The world check is on imports too: an uploader's `http` in a retention
     // plugin would let a policy exfiltrate the file list.
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime(dir.path());
-    let report = runtime.inspect(&bundled("http-put").wasm).unwrap();
+    let error = runtime
+        .load(source("nosy", guest(wharf_tests::NOSY_RETENTION), None))
+        .unwrap_err();
     assert!(
-        report
-            .forbidden_imports(World::Retention)
-            .iter()
-            .any(|i| i.starts_with("wharf:plugin/http@"))
+        matches!(&error, LoadError::ForbiddenImport { world: World::Retention, imports, .. }
+            if imports.contains("wharf:plugin/http@0.2.0")),
+        "{error:?}"
     );
+    assert!(error.to_string().contains("may not import"), "{error}");
+    let report = runtime.inspect(&bundled("http-put").wasm).unwrap();
     assert!(report.forbidden_imports(World::Uploader).is_empty());
 }

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use wharf::runtime::{
-    Allocator, CallFile, EntityInfo, FileInfo, Limits, Plugin, PluginSource, Runtime,
-    RuntimeConfig, World,
+    Allocator, Batch, CallFile, Candidate, Entity, FileFlags, Limits, Plugin, PluginSource,
+    Runtime, RuntimeConfig, World,
 };
 
 pub(crate) fn limits() -> Limits {
@@ -73,39 +73,70 @@ pub(crate) fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-pub(crate) fn entity(id: &str) -> EntityInfo {
-    EntityInfo {
-        id: id.into(),
+pub(crate) fn entity(name: &str) -> Entity {
+    Entity {
+        name: name.into(),
         version: 1,
         last_export_ms: None,
+        attributes: Vec::new(),
     }
 }
 
-pub(crate) fn file_info(
-    id: u64,
-    name: &str,
-    size: u64,
-    entity: Option<&str>,
-    created_ms: i64,
-) -> FileInfo {
-    FileInfo {
+/// A retention candidate of entity index `entity` (into the batch's
+/// entities) and kind 0.
+pub(crate) fn candidate(id: u64, entity: Option<u32>, created_ms: i64) -> Candidate {
+    Candidate {
         id,
-        name: name.into(),
-        size,
-        mtime_ms: created_ms,
-        sha256: "0".repeat(64),
-        kind: "capture".into(),
-        entity: entity.map(str::to_owned),
+        size: 1,
         created_ms,
+        modified_ms: created_ms,
+        last_access_ms: None,
+        entity,
+        kind: 0,
+        flags: FileFlags::empty(),
     }
 }
 
-/// Writes `content` to `dir/name` and describes it as file `id`.
-pub(crate) fn call_file(dir: &Path, id: u64, name: &str, content: &[u8]) -> CallFile {
+/// A batch of `files` over entities `e0`, `e1`, ... (as many as named) and
+/// the one kind `capture`.
+pub(crate) fn batch(entities: usize, files: Vec<Candidate>) -> Batch {
+    Batch {
+        entities: (0..entities).map(|i| entity(&format!("e{i}"))).collect(),
+        kinds: vec!["capture".into()],
+        files,
+    }
+}
+
+/// Writes `content` to `dir/name` and describes it as a tracked file.
+pub(crate) fn call_file(dir: &Path, name: &str, content: &[u8]) -> CallFile {
     let path = dir.join(name);
     std::fs::write(&path, content).unwrap();
     CallFile {
-        info: file_info(id, name, content.len() as u64, Some("set"), 0),
+        name: name.into(),
+        size: content.len() as u64,
+        sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(content)),
+        kind: "capture".into(),
+        created_ms: 0,
+        modified_ms: 0,
+        remote_copies: Vec::new(),
         path,
     }
+}
+
+/// One retention run over one batch: open, plan, finish; the caller's ids
+/// of the files let go.
+pub(crate) fn plan_once(
+    plugin: &Plugin,
+    mut batch: Batch,
+    params: &[(String, String)],
+) -> Result<Vec<u64>, wharf::runtime::CallError> {
+    let mut session = plugin.plan_session(&params.to_vec(), &std::env::temp_dir())?;
+    let mut files: Vec<u64> = session
+        .plan(&mut batch)?
+        .deletions
+        .iter()
+        .map(|d| d.file)
+        .collect();
+    files.extend(session.finish()?.deletions.iter().map(|d| d.file));
+    Ok(files)
 }

@@ -1,19 +1,23 @@
 //! All `wasmtime::component::bindgen!` output lives here: one module per
-//! world, sharing the `types` and `host` interfaces generated once in the
-//! exporter module, so a `FileInfo` is one type across worlds.
+//! wharf world, sharing the interfaces the worlds have in common (`types`,
+//! `host`, `files`) generated once in the exporter module, so an `Entity` is
+//! one type across worlds; and the WASI subset every plugin gets (`sandbox`).
 #![allow(missing_docs, unreachable_pub, clippy::all)]
 
 pub(crate) mod exporter {
     wasmtime::component::bindgen!({
-        path: "../sdk/wit",
+        path: "../sdk/wit/v0.2",
         world: "exporter",
         imports: { default: trappable },
+        with: {
+            "wharf:plugin/files.file": crate::runtime::host::GrantedFile,
+        },
     });
 }
 
 pub(crate) mod retention {
     wasmtime::component::bindgen!({
-        path: "../sdk/wit",
+        path: "../sdk/wit/v0.2",
         world: "retention",
         imports: { default: trappable },
         with: {
@@ -25,25 +29,45 @@ pub(crate) mod retention {
 
 pub(crate) mod uploader {
     wasmtime::component::bindgen!({
-        path: "../sdk/wit",
+        path: "../sdk/wit/v0.2",
         world: "uploader",
         imports: { default: trappable },
         with: {
             "wharf:plugin/types": crate::runtime::bindings::exporter::wharf::plugin::types,
             "wharf:plugin/host": crate::runtime::bindings::exporter::wharf::plugin::host,
+            "wharf:plugin/files": crate::runtime::bindings::exporter::wharf::plugin::files,
+        },
+    });
+}
+
+/// The WASI 0.2 interfaces the host provides (see `host/wit/sandbox.wit`).
+pub(crate) mod sandbox {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "wharf:host/sandbox",
+        imports: { default: trappable },
+        with: {
+            "wasi:io/streams.output-stream": crate::runtime::host::LogStream,
+            "wasi:io/streams.input-stream": crate::runtime::host::NoInput,
+            "wasi:io/poll.pollable": crate::runtime::host::ReadyPollable,
+            "wasi:io/error.error": crate::runtime::host::NoError,
         },
     });
 }
 
 pub(crate) use exporter::wharf::plugin::host::Level;
 pub(crate) use exporter::wharf::plugin::{
-    host as host_api, output as output_api, types as types_api,
+    files as files_api, host as host_api, output as output_api, types as types_api,
 };
-pub(crate) use uploader::wharf::plugin::http as http_api;
+pub(crate) use retention::wharf::plugin::disk as disk_api;
+pub(crate) use uploader::wharf::plugin::{http as http_api, local_store as local_api};
 
 pub use exporter::exports::wharf::plugin::export_format::ExportResult;
+pub use exporter::wharf::plugin::files::RemoteCopy;
 pub use exporter::wharf::plugin::types::{
-    EntityInfo, FileInfo, ParamSpec, PluginError, PluginInfo,
+    Entity, ParamSpec, PluginError, PluginInfo, TransientError,
 };
-pub use retention::exports::wharf::plugin::retention_policy::Deletion;
-pub use uploader::exports::wharf::plugin::transfer::{Destination, UploadResult};
+pub use retention::exports::wharf::plugin::retention_policy::{
+    Batch, Candidate, Decisions, Deletion, FileFlags,
+};
+pub use uploader::exports::wharf::plugin::transfer::{Destination, DestinationKind, UploadResult};

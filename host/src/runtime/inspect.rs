@@ -7,7 +7,7 @@ use wasmtime::component::Component;
 use super::host::WHARF_PACKAGE;
 
 /// The WIT package version this host implements.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// The kinds of plugin, one WIT world each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -41,9 +41,9 @@ impl World {
     /// The wharf interfaces a component of this world may import.
     fn allowed_imports(self) -> &'static [&'static str] {
         match self {
-            World::Exporter => &["types", "host", "output"],
-            World::Retention => &["types", "host"],
-            World::Uploader => &["types", "host", "http"],
+            World::Exporter => &["types", "host", "files", "output"],
+            World::Retention => &["types", "host", "disk"],
+            World::Uploader => &["types", "host", "files", "http", "local-store"],
         }
     }
 }
@@ -66,7 +66,7 @@ impl std::str::FromStr for World {
     }
 }
 
-/// A component's imports and exports, as names like `wharf:plugin/host@0.1.0`.
+/// A component's imports and exports, as names like `wharf:plugin/host@0.2.0`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ComponentReport {
     pub imports: Vec<String>,
@@ -138,7 +138,7 @@ impl ComponentReport {
     }
 }
 
-/// `wharf:plugin/host@0.1.0` → `("host", "0.1.0")`.
+/// `wharf:plugin/host@0.2.0` → `("host", "0.1.0")`.
 fn wharf_interface(name: &str) -> Option<(&str, &str)> {
     let rest = name.strip_prefix(WHARF_PACKAGE)?;
     Some(rest.split_once('@').unwrap_or((rest, "")))
@@ -168,9 +168,10 @@ mod tests {
 
     #[test]
     fn wit_versions_follow_semver_and_never_newer_than_the_host() {
-        assert!(wit_version_supported("0.1.0"));
-        assert!(!wit_version_supported("0.2.0"));
-        assert!(!wit_version_supported("0.1.1"));
+        assert!(wit_version_supported("0.2.0"));
+        assert!(!wit_version_supported("0.1.0"));
+        assert!(!wit_version_supported("0.2.1"));
+        assert!(!wit_version_supported("0.3.0"));
         assert!(!wit_version_supported("1.0.0"));
         assert!(!wit_version_supported(""));
     }
@@ -179,15 +180,18 @@ mod tests {
     fn world_is_read_from_the_exported_interface() {
         let report = ComponentReport {
             imports: vec![
-                "wharf:plugin/host@0.1.0".into(),
-                "wharf:plugin/http@0.1.0".into(),
+                "wharf:plugin/host@0.2.0".into(),
+                "wharf:plugin/http@0.2.0".into(),
             ],
-            exports: vec!["wharf:plugin/retention-policy@0.1.0".into()],
+            exports: vec![
+                "wharf:plugin/plugin@0.2.0".into(),
+                "wharf:plugin/retention-policy@0.2.0".into(),
+            ],
         };
-        assert_eq!(report.world().unwrap(), (World::Retention, "0.1.0".into()));
+        assert_eq!(report.world().unwrap(), (World::Retention, "0.2.0".into()));
         assert_eq!(
             report.forbidden_imports(World::Retention),
-            vec!["wharf:plugin/http@0.1.0"]
+            vec!["wharf:plugin/http@0.2.0"]
         );
         assert!(report.forbidden_imports(World::Uploader).is_empty());
     }

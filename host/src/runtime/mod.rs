@@ -16,12 +16,15 @@ mod manifest;
 mod registry;
 
 pub use bindings::{
-    Deletion, Destination, EntityInfo, ExportResult, FileInfo, ParamSpec, PluginError, PluginInfo,
-    UploadResult,
+    Batch, Candidate, Deletion, Entity, ExportResult, FileFlags, ParamSpec, PluginError,
+    PluginInfo, RemoteCopy, TransientError, UploadResult,
 };
 pub use cache::CacheOutcome;
-pub use call::{CallError, CallFile, ErrorClass, Params, PlanSession};
+pub use call::{
+    CallError, CallFile, Decided, DestinationAccess, ErrorClass, Params, PlanSession, UploadTarget,
+};
 pub use engine::{Allocator, Runtime, RuntimeConfig};
+pub use host::{Credential, RemoteAccess};
 pub use inspect::{ComponentReport, WIT_VERSION, World, wit_version_supported};
 pub use limits::Limits;
 pub use manifest::{ManifestError, read_plugin_dir, validate_limits};

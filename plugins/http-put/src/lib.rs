@@ -1,88 +1,118 @@
-//! Uploader: stores a file under its sha256 at `{destination url}/{sha256}`
-//! with an HTTP PUT whose body the host streams from the file.
+//! Uploader: stores a file under its sha256, at `{destination url}/{sha256}`
+//! with an HTTP PUT whose body the host streams from the file, or under the
+//! key `{sha256}` of a local destination, copied by the host.
 //!
-//! Content-addressed keys make a retried upload idempotent; a HEAD first
-//! skips files the destination already has with the same size.
+//! Content-addressed keys make a retried upload idempotent; a HEAD (or a
+//! stat) first skips files the destination already has with the same size.
+//! With a credential (the `credential` parameter, or the destination's only
+//! one), the host signs each request; the plugin never sees the secret.
 
-use wharf_sdk::http::{Body, FileRange, Request, Response, send};
-use wharf_sdk::{Destination, FileInfo, Params, PluginError, PluginInfo, UploadResult, Uploader};
+use wharf_sdk::http::{self, Request};
+use wharf_sdk::{
+    Destination, DestinationKind, FileEntry, ParamSpec, Params, PluginError, PluginInfo,
+    UploadResult, Uploader, local, param,
+};
 
 pub struct HttpPut;
 
 impl Uploader for HttpPut {
     fn describe() -> PluginInfo {
-        wharf_sdk::plugin_info(
-            "http-put",
-            env!("CARGO_PKG_VERSION"),
-            "Uploads each file with HTTP PUT to <destination>/<sha256>.",
-            &[],
-        )
+        PluginInfo::new("http-put", env!("CARGO_PKG_VERSION"))
+            .description("Uploads each file under its sha256: HTTP PUT to <destination>/<sha256>, or a local copy.")
+            .param(
+                ParamSpec::new(
+                    "credential",
+                    "the destination credential to sign requests with (default: its only one, if any)",
+                )
+                .optional(),
+            )
     }
 
     fn run(
-        file: FileInfo,
+        file: FileEntry,
         destination: Destination,
-        _params: Params,
+        params: Params,
     ) -> Result<UploadResult, PluginError> {
         if file.sha256.len() != 64 || !file.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(PluginError::Terminal(format!(
+            return Err(PluginError::terminal(format!(
                 "file {} has no valid sha256 in the index",
                 file.name
             )));
         }
-        let url = format!("{}/{}", destination.url.trim_end_matches('/'), file.sha256);
-        let head = send(&request("HEAD", &url, Vec::new(), Body::Empty))?;
-        if head.status == 200
-            && header(&head, "content-length") == Some(file.size.to_string().as_str())
-        {
-            return Ok(UploadResult {
-                remote_ref: url,
-                remote_sha256: None,
-            });
-        }
-        let body = Body::FileRange(FileRange {
-            file: file.id,
-            offset: 0,
-            len: file.size,
-        });
-        let headers = vec![
-            ("content-length".into(), file.size.to_string()),
-            ("x-wharf-sha256".into(), file.sha256.clone()),
-        ];
-        let put = send(&request("PUT", &url, headers, body))?;
-        match put.status {
-            200..=299 => Ok(UploadResult {
-                remote_ref: url,
-                remote_sha256: None,
-            }),
-            408 | 429 | 500..=599 => Err(PluginError::Transient(format!(
-                "PUT {url} answered {}; will retry",
-                put.status
-            ))),
-            status => Err(PluginError::Terminal(format!(
-                "PUT {url} answered {status}"
-            ))),
+        match destination.kind {
+            DestinationKind::Local => store_locally(&file),
+            DestinationKind::Remote => {
+                let credential = credential(&destination, &params)?;
+                put(&file, &destination, credential)
+            }
         }
     }
 }
 
 wharf_sdk::export_uploader!(HttpPut);
 
-fn request(method: &str, url: &str, headers: Vec<(String, String)>, body: Body) -> Request {
-    Request {
-        method: method.into(),
-        url: url.into(),
-        headers,
-        body,
+/// The credential to sign with: the one named, or the destination's only one.
+fn credential(destination: &Destination, params: &Params) -> Result<Option<String>, PluginError> {
+    match param(params, "credential") {
+        Some(name) if destination.credentials.iter().any(|c| c == name) => Ok(Some(name.into())),
+        Some(name) => Err(PluginError::invalid_params(format!(
+            "destination {} has no credential {name:?} (it has: {})",
+            destination.name,
+            destination.credentials.join(", ")
+        ))),
+        None if destination.credentials.len() == 1 => Ok(destination.credentials.first().cloned()),
+        None => Ok(None),
     }
 }
 
-fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
-    response
-        .headers
-        .iter()
-        .find(|(key, _)| key.eq_ignore_ascii_case(name))
-        .map(|(_, value)| value.as_str())
+fn store_locally(file: &FileEntry) -> Result<UploadResult, PluginError> {
+    if local::stat(&file.sha256)? != Some(file.size) {
+        local::place(&file.file, 0, file.size, &file.sha256)?;
+    }
+    Ok(UploadResult {
+        remote_ref: file.sha256.clone(),
+        remote_sha256: local::sha256(&file.sha256)?,
+    })
+}
+
+fn signed<'a>(request: Request<'a>, credential: &Option<String>) -> Request<'a> {
+    match credential {
+        Some(name) => request.credential(name.as_str()),
+        None => request,
+    }
+}
+
+fn put(
+    file: &FileEntry,
+    destination: &Destination,
+    credential: Option<String>,
+) -> Result<UploadResult, PluginError> {
+    let url = format!("{}/{}", destination.url.trim_end_matches('/'), file.sha256);
+    let uploaded = || UploadResult {
+        remote_ref: url.clone(),
+        remote_sha256: None,
+    };
+    let head = http::send(&signed(Request::head(&url), &credential))?;
+    if head.status == 200 && head.header("content-length") == Some(file.size.to_string().as_str()) {
+        return Ok(uploaded());
+    }
+    let request = Request::put(&url)
+        .header("x-wharf-sha256", &file.sha256)
+        .file_range(&file.file, 0, file.size);
+    let response = http::send(&signed(request, &credential))?;
+    match response.status {
+        200..=299 => Ok(uploaded()),
+        408 | 429 | 500..=599 => {
+            let message = format!("PUT {url} answered {}; will retry", response.status);
+            Err(match response.retry_after_ms() {
+                Some(after) => PluginError::retry_after(message, after),
+                None => PluginError::transient(message),
+            })
+        }
+        status => Err(PluginError::terminal(format!(
+            "PUT {url} answered {status}"
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -90,27 +120,24 @@ mod tests {
     use super::*;
     use std::cell::RefCell;
     use std::rc::Rc;
+    use wharf_sdk::http::{Method, Response};
     use wharf_sdk::mock::MockHost;
 
     const SHA: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
 
-    fn file() -> FileInfo {
-        FileInfo {
-            id: 1,
-            name: "a.txt".into(),
-            size: 5,
-            mtime_ms: 0,
+    fn file() -> FileEntry {
+        FileEntry {
             sha256: SHA.into(),
-            kind: "capture".into(),
-            entity: None,
-            created_ms: 0,
+            ..FileEntry::mock(1, "a.txt", 5)
         }
     }
 
-    fn destination() -> Destination {
+    fn destination(credentials: &[&str]) -> Destination {
         Destination {
             name: "store".into(),
+            kind: DestinationKind::Remote,
             url: "http://127.0.0.1:9/bucket/".into(),
+            credentials: credentials.iter().map(|c| (*c).into()).collect(),
         }
     }
 
@@ -126,19 +153,26 @@ mod tests {
     }
 
     #[test]
-    fn puts_the_file_bytes_under_its_sha256() {
+    fn puts_the_file_bytes_under_its_sha256_signed_with_the_only_credential() {
         let seen = Rc::new(RefCell::new(Vec::new()));
         let log = seen.clone();
         let mut host =
             MockHost::new()
                 .with_file(1, b"hello".to_vec())
                 .with_http(move |req, body| {
-                    log.borrow_mut()
-                        .push((req.method.clone(), req.url.clone(), body));
-                    Ok(response(if req.method == "HEAD" { 404 } else { 201 }, &[]))
+                    log.borrow_mut().push((
+                        req.method,
+                        req.url.clone(),
+                        req.credential.clone(),
+                        body,
+                    ));
+                    Ok(response(
+                        if req.method == Method::Head { 404 } else { 201 },
+                        &[],
+                    ))
                 });
         let result = host
-            .run(|| HttpPut::run(file(), destination(), vec![]))
+            .run(|| HttpPut::run(file(), destination(&["s3"]), vec![]))
             .unwrap();
         assert_eq!(
             result.remote_ref,
@@ -146,8 +180,9 @@ mod tests {
         );
         let seen = seen.borrow();
         assert_eq!(seen.len(), 2);
-        assert_eq!(seen[1].0, "PUT");
-        assert_eq!(seen[1].2, b"hello");
+        assert_eq!(seen[1].0, Method::Put);
+        assert_eq!(seen[1].2.as_deref(), Some("s3"));
+        assert_eq!(seen[1].3, b"hello");
     }
 
     #[test]
@@ -157,34 +192,63 @@ mod tests {
         let mut host = MockHost::new()
             .with_file(1, b"hello".to_vec())
             .with_http(move |req, _| {
-                if req.method == "PUT" {
+                if req.method == Method::Put {
                     *count.borrow_mut() += 1;
                 }
                 Ok(response(200, &[("Content-Length", "5")]))
             });
-        host.run(|| HttpPut::run(file(), destination(), vec![]))
+        host.run(|| HttpPut::run(file(), destination(&[]), vec![]))
             .unwrap();
         assert_eq!(*puts.borrow(), 0);
     }
 
     #[test]
-    fn server_errors_are_transient_and_client_errors_terminal() {
+    fn server_errors_are_transient_with_retry_after_and_client_errors_terminal() {
         for (status, transient) in [(503, true), (429, true), (403, false)] {
             let mut host =
                 MockHost::new()
                     .with_file(1, b"hello".to_vec())
                     .with_http(move |req, _| {
-                        Ok(response(
-                            if req.method == "HEAD" { 404 } else { status },
-                            &[],
-                        ))
+                        let status = if req.method == Method::Head {
+                            404
+                        } else {
+                            status
+                        };
+                        Ok(response(status, &[("Retry-After", "2")]))
                     });
-            let result = host.run(|| HttpPut::run(file(), destination(), vec![]));
+            let result = host.run(|| HttpPut::run(file(), destination(&[]), vec![]));
             match result {
-                Err(PluginError::Transient(_)) => assert!(transient, "{status}"),
+                Err(PluginError::Transient(t)) => {
+                    assert!(transient, "{status}");
+                    assert_eq!(t.retry_after_ms, Some(2000));
+                }
                 Err(PluginError::Terminal(_)) => assert!(!transient, "{status}"),
                 other => panic!("{status}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn an_unknown_credential_is_invalid_params() {
+        let mut host = MockHost::new().with_file(1, b"hello".to_vec());
+        let params = vec![("credential".into(), "other".into())];
+        let result = host.run(|| HttpPut::run(file(), destination(&["s3"]), params));
+        assert!(matches!(result, Err(PluginError::InvalidParams(m)) if m.contains("other")));
+    }
+
+    #[test]
+    fn a_local_destination_gets_a_host_copy_under_the_sha256() {
+        let mut host = MockHost::new()
+            .with_file(1, b"hello".to_vec())
+            .with_local_destination();
+        let local = Destination {
+            kind: DestinationKind::Local,
+            url: String::new(),
+            ..destination(&[])
+        };
+        let result = host.run(|| HttpPut::run(file(), local, vec![])).unwrap();
+        assert_eq!(result.remote_ref, SHA);
+        assert_eq!(result.remote_sha256.as_deref(), Some(SHA));
+        assert_eq!(host.local.unwrap()[SHA], b"hello");
     }
 }

@@ -4,61 +4,77 @@
 //! Batches arrive ordered by (entity, created desc) and never split an
 //! entity, so counting per entity within a batch is exact.
 
-use wharf_sdk::{Deletion, FileInfo, Params, PluginError, PluginInfo, Retention, param_parse};
+use wharf_sdk::{
+    Batch, Decisions, ParamSpec, Params, Planner, PluginError, PluginInfo, Retention, param_parse,
+};
 
 pub struct KeepLast;
 
+/// One run: the validated parameters and the reason every deletion gives.
+pub struct Run {
+    keep: u64,
+    /// Files created after this are never deleted.
+    cutoff_ms: i64,
+    reason: String,
+}
+
 impl Retention for KeepLast {
+    type Planner = Run;
+
     fn describe() -> PluginInfo {
-        wharf_sdk::plugin_info(
-            "keep-last",
-            env!("CARGO_PKG_VERSION"),
-            "Keeps the newest N files of each entity; deletes older ones.",
-            &[
-                (
-                    "keep",
-                    "how many of the newest files to keep per entity",
-                    Some("10"),
-                ),
-                (
+        PluginInfo::new("keep-last", env!("CARGO_PKG_VERSION"))
+            .description("Keeps the newest N files of each entity; deletes older ones.")
+            .param(
+                ParamSpec::new("keep", "how many of the newest files to keep per entity")
+                    .default("10"),
+            )
+            .param(
+                ParamSpec::new(
                     "min_age_ms",
                     "never delete a file created less than this long ago",
-                    Some("0"),
-                ),
-            ],
-        )
+                )
+                .default("0"),
+            )
     }
 
-    fn plan(batch: Vec<FileInfo>, params: Params) -> Result<Vec<Deletion>, PluginError> {
+    fn open(params: Params) -> Result<Run, PluginError> {
         let keep: u64 = param_parse(&params, "keep", Some(10))?;
         let min_age_ms: i64 = param_parse(&params, "min_age_ms", Some(0))?;
         if min_age_ms < 0 {
-            return Err(PluginError::InvalidParams(
-                "parameter `min_age_ms` must not be negative".into(),
+            return Err(PluginError::invalid_params(
+                "parameter `min_age_ms` must not be negative",
             ));
         }
-        let cutoff = if min_age_ms == 0 {
+        let cutoff_ms = if min_age_ms == 0 {
             i64::MAX
         } else {
             wharf_sdk::host::now_ms().saturating_sub(min_age_ms)
         };
-        let mut deletions = Vec::new();
-        let mut current: Option<&Option<String>> = None;
+        Ok(Run {
+            keep,
+            cutoff_ms,
+            reason: format!("keep-last: older than the newest {keep} of its entity"),
+        })
+    }
+}
+
+impl Planner for Run {
+    fn plan(&mut self, batch: Batch) -> Result<Decisions, PluginError> {
+        let mut decisions = Decisions::new();
+        let mut current = None;
         let mut seen = 0u64;
-        for file in &batch {
-            if current != Some(&file.entity) {
-                current = Some(&file.entity);
+        for file in &batch.files {
+            // Files of no entity are one group, as the host sends them last.
+            if current != Some(file.entity) {
+                current = Some(file.entity);
                 seen = 0;
             }
             seen += 1;
-            if seen > keep && file.created_ms <= cutoff {
-                deletions.push(Deletion {
-                    file: file.id,
-                    reason: format!("keep-last: older than the newest {keep} of its entity"),
-                });
+            if seen > self.keep && file.created_ms <= self.cutoff_ms {
+                decisions.delete(file.id, &self.reason);
             }
         }
-        Ok(deletions)
+        Ok(decisions)
     }
 }
 
@@ -68,17 +84,32 @@ wharf_sdk::export_retention!(KeepLast);
 mod tests {
     use super::*;
     use wharf_sdk::mock::MockHost;
+    use wharf_sdk::{Candidate, Entity, FileFlags};
 
-    fn file(id: u64, entity: &str, created_ms: i64) -> FileInfo {
-        FileInfo {
+    fn file(id: u64, entity: u32, created_ms: i64) -> Candidate {
+        Candidate {
             id,
-            name: format!("{entity}/{id}"),
             size: 1,
-            mtime_ms: created_ms,
-            sha256: String::new(),
-            kind: "capture".into(),
-            entity: Some(entity.into()),
             created_ms,
+            modified_ms: created_ms,
+            last_access_ms: None,
+            entity: Some(entity),
+            kind: 0,
+            flags: FileFlags::empty(),
+        }
+    }
+
+    fn batch(files: Vec<Candidate>) -> Batch {
+        let entity = |name: &str| Entity {
+            name: name.into(),
+            version: 1,
+            last_export_ms: None,
+            attributes: Vec::new(),
+        };
+        Batch {
+            entities: vec![entity("a"), entity("b")],
+            kinds: vec!["capture".into()],
+            files,
         }
     }
 
@@ -91,29 +122,37 @@ mod tests {
 
     #[test]
     fn keeps_the_newest_per_entity() {
-        let batch = vec![
-            file(1, "a", 30),
-            file(2, "a", 20),
-            file(3, "a", 10),
-            file(4, "b", 5),
+        let mut run = KeepLast::open(params(&[("keep", "2")])).unwrap();
+        let files = vec![
+            file(1, 0, 30),
+            file(2, 0, 20),
+            file(3, 0, 10),
+            file(4, 1, 5),
         ];
-        let deleted = KeepLast::plan(batch, params(&[("keep", "2")])).unwrap();
-        assert_eq!(deleted.iter().map(|d| d.file).collect::<Vec<_>>(), vec![3]);
+        let decided = run.plan(batch(files)).unwrap();
+        assert_eq!(decided.files(), vec![3]);
+        assert!(decided.reasons[0].contains("newest 2"));
     }
 
     #[test]
     fn young_files_survive_even_past_the_count() {
         let mut host = MockHost::new().with_now_ms(1_000);
-        let batch = vec![file(1, "a", 990), file(2, "a", 980), file(3, "a", 100)];
-        let deleted = host
-            .run(|| KeepLast::plan(batch, params(&[("keep", "0"), ("min_age_ms", "50")])))
+        let decided = host
+            .run(|| {
+                let mut run = KeepLast::open(params(&[("keep", "0"), ("min_age_ms", "50")]))?;
+                run.plan(batch(vec![
+                    file(1, 0, 990),
+                    file(2, 0, 980),
+                    file(3, 0, 100),
+                ]))
+            })
             .unwrap();
-        assert_eq!(deleted.iter().map(|d| d.file).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(decided.files(), vec![3]);
     }
 
     #[test]
     fn bad_keep_is_invalid_params() {
-        let result = KeepLast::plan(vec![], params(&[("keep", "-1")]));
+        let result = KeepLast::open(params(&[("keep", "-1")]));
         assert!(matches!(result, Err(PluginError::InvalidParams(msg)) if msg.contains("keep")));
     }
 }

@@ -5,7 +5,7 @@
 //! sandbox boundary.
 
 use wharf_sdk::output::{append_file, write};
-use wharf_sdk::{EntityInfo, ExportResult, Exporter, FileInfo, Params, PluginError, PluginInfo};
+use wharf_sdk::{Entity, ExportResult, Exporter, FileEntry, Params, PluginError, PluginInfo};
 
 const BLOCK: usize = 512;
 
@@ -13,22 +13,18 @@ pub struct TarExport;
 
 impl Exporter for TarExport {
     fn describe() -> PluginInfo {
-        wharf_sdk::plugin_info(
-            "tar-export",
-            env!("CARGO_PKG_VERSION"),
-            "Exports an entity's files as one uncompressed POSIX tar archive.",
-            &[],
-        )
+        PluginInfo::new("tar-export", env!("CARGO_PKG_VERSION"))
+            .description("Exports an entity's files as one uncompressed POSIX tar archive.")
     }
 
     fn run(
-        entity: EntityInfo,
-        files: Vec<FileInfo>,
+        entity: Entity,
+        files: Vec<FileEntry>,
         _params: Params,
     ) -> Result<ExportResult, PluginError> {
         for file in &files {
             write(&header(file)?)?;
-            append_file(file.id, 0, file.size)?;
+            append_file(&file.file, 0, file.size)?;
             let padding = (BLOCK - (file.size % BLOCK as u64) as usize) % BLOCK;
             if padding > 0 {
                 write(&[0u8; BLOCK][..padding])?;
@@ -37,7 +33,7 @@ impl Exporter for TarExport {
         // Two zero blocks end the archive.
         write(&[0u8; 2 * BLOCK])?;
         Ok(ExportResult {
-            file_name: format!("{}.tar", sanitize(&entity.id)),
+            file_name: format!("{}.tar", sanitize(&entity.name)),
             media_type: "application/x-tar".into(),
         })
     }
@@ -64,7 +60,7 @@ fn sanitize(id: &str) -> String {
     }
 }
 
-fn header(file: &FileInfo) -> Result<[u8; BLOCK], PluginError> {
+fn header(file: &FileEntry) -> Result<[u8; BLOCK], PluginError> {
     let mut block = [0u8; BLOCK];
     let (prefix, name) = split_name(&file.name)?;
     block[..name.len()].copy_from_slice(name.as_bytes());
@@ -72,7 +68,10 @@ fn header(file: &FileInfo) -> Result<[u8; BLOCK], PluginError> {
     octal(&mut block[108..116], 0);
     octal(&mut block[116..124], 0);
     size_field(&mut block[124..136], file.size);
-    octal(&mut block[136..148], (file.mtime_ms.max(0) / 1000) as u64);
+    octal(
+        &mut block[136..148],
+        (file.modified_ms.max(0) / 1000) as u64,
+    );
     block[156] = b'0';
     block[257..263].copy_from_slice(b"ustar\0");
     block[263..265].copy_from_slice(b"00");
@@ -125,24 +124,19 @@ mod tests {
     use super::*;
     use wharf_sdk::mock::MockHost;
 
-    fn file(id: u64, name: &str, size: u64) -> FileInfo {
-        FileInfo {
-            id,
-            name: name.into(),
-            size,
-            mtime_ms: 1_700_000_000_000,
-            sha256: String::new(),
-            kind: "capture".into(),
-            entity: Some("set".into()),
-            created_ms: 0,
+    fn file(id: u64, name: &str, size: u64) -> FileEntry {
+        FileEntry {
+            modified_ms: 1_700_000_000_000,
+            ..FileEntry::mock(id, name, size)
         }
     }
 
-    fn entity(id: &str) -> EntityInfo {
-        EntityInfo {
-            id: id.into(),
+    fn entity(name: &str) -> Entity {
+        Entity {
+            name: name.into(),
             version: 1,
             last_export_ms: None,
+            attributes: Vec::new(),
         }
     }
 
@@ -191,6 +185,6 @@ mod tests {
     fn a_file_not_given_to_the_call_fails_the_export() {
         let mut host = MockHost::new();
         let result = host.run(|| TarExport::run(entity("s"), vec![file(9, "x", 1)], vec![]));
-        assert!(matches!(result, Err(PluginError::Terminal(_))));
+        assert!(matches!(result, Err(PluginError::AccessDenied(_))));
     }
 }

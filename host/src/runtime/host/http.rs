@@ -9,22 +9,49 @@ use ureq::http::{Method, Uri};
 
 use super::open_range;
 use crate::runtime::bindings::{PluginError, http_api};
-use crate::runtime::call::CallState;
+use crate::runtime::call::{CallState, Fault, transient};
 
 /// Redirects followed per request, each checked against the allowlist.
 const MAX_REDIRECTS: u32 = 5;
 
+/// A secret a destination owns. The plugin names it; the host applies it.
+#[derive(Clone)]
+pub enum Credential {
+    /// `Authorization: Bearer <token>`.
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+        }
+    }
+}
+
+/// What an upload to a remote destination may reach and use.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteAccess {
+    /// `host` or `host:port` entries; a bare host allows any port.
+    pub allowed_hosts: Vec<String>,
+    /// The destination's credentials, by the name a plugin refers to.
+    pub credentials: std::collections::BTreeMap<String, Credential>,
+}
+
 /// What one call may reach over HTTP.
 pub(crate) struct HttpAccess {
-    /// `host` or `host:port` entries; a bare host allows any port.
-    allowed_hosts: Vec<String>,
+    remote: RemoteAccess,
+    /// The plugin manifest's own `allowed_hosts`: when not empty, a request
+    /// must be allowed by it as well as by the destination.
+    ceiling: Vec<String>,
     response_limit: u64,
 }
 
 impl HttpAccess {
-    pub(crate) fn new(allowed_hosts: Vec<String>, response_limit: u64) -> Self {
+    pub(crate) fn new(remote: RemoteAccess, ceiling: Vec<String>, response_limit: u64) -> Self {
         HttpAccess {
-            allowed_hosts,
+            remote,
+            ceiling,
             response_limit,
         }
     }
@@ -37,10 +64,25 @@ impl HttpAccess {
             _ => 80,
         });
         let with_port = format!("{host}:{port}");
-        self.allowed_hosts.iter().any(|allowed| {
-            let allowed = allowed.to_ascii_lowercase();
-            allowed == host || allowed == with_port
-        })
+        let listed = |list: &[String]| {
+            list.iter().any(|allowed| {
+                let allowed = allowed.to_ascii_lowercase();
+                allowed == host || allowed == with_port
+            })
+        };
+        listed(&self.remote.allowed_hosts) && (self.ceiling.is_empty() || listed(&self.ceiling))
+    }
+}
+
+fn method(method: http_api::Method) -> Method {
+    match method {
+        http_api::Method::Get => Method::GET,
+        http_api::Method::Head => Method::HEAD,
+        http_api::Method::Put => Method::PUT,
+        http_api::Method::Post => Method::POST,
+        http_api::Method::Delete => Method::DELETE,
+        http_api::Method::Patch => Method::PATCH,
+        http_api::Method::Options => Method::OPTIONS,
     }
 }
 
@@ -51,17 +93,29 @@ impl http_api::Host for CallState {
     ) -> wasmtime::Result<Result<http_api::Response, PluginError>> {
         self.check_deadline()?;
         let Some(limit) = self.http.as_ref().map(|http| http.response_limit) else {
-            return Ok(Err(self.deny("this plugin may not use the network".into())));
+            return Err(self.trap(Fault::AccessDenied(
+                "this call's destination is not reached over HTTP".into(),
+            )));
         };
-        let mut method = match Method::from_bytes(request.method.as_bytes()) {
-            Ok(method) => method,
-            Err(_) => {
-                return Ok(Err(PluginError::InvalidParams(format!(
-                    "bad HTTP method {:?}",
-                    request.method
-                ))));
+        let mut headers = request.headers.clone();
+        if let Some(name) = &request.credential {
+            let credential = self
+                .http
+                .as_ref()
+                .and_then(|http| http.remote.credentials.get(name).cloned());
+            match credential {
+                Some(Credential::Bearer(token)) => {
+                    headers.retain(|(header, _)| !header.eq_ignore_ascii_case("authorization"));
+                    headers.push(("authorization".into(), format!("Bearer {token}")));
+                }
+                None => {
+                    return Ok(Err(self.deny(format!(
+                        "credential {name:?} does not belong to this call's destination"
+                    ))));
+                }
             }
-        };
+        }
+        let mut method = method(request.method);
         let mut url = request.url.clone();
         let mut body = request.body;
         for _ in 0..=MAX_REDIRECTS {
@@ -82,15 +136,14 @@ impl http_api::Host for CallState {
             if !allowed {
                 let host = uri.authority().map_or("", |a| a.as_str()).to_owned();
                 return Ok(Err(self.deny(format!(
-                    "host {host} is not in this plugin's allowed hosts"
+                    "host {host} is not in this destination's allowed hosts"
                 ))));
             }
             let remaining = self.deadline.saturating_duration_since(Instant::now());
-            let response =
-                match self.send_once(&method, &uri, &request.headers, &body, remaining, limit)? {
-                    Ok(response) => response,
-                    Err(err) => return Ok(Err(err)),
-                };
+            let response = match self.send_once(&method, &uri, &headers, &body, remaining, limit)? {
+                Ok(response) => response,
+                Err(err) => return Ok(Err(err)),
+            };
             let location = response
                 .headers
                 .iter()
@@ -150,7 +203,8 @@ impl CallState {
             http_api::Body::Bytes(bytes) => builder.body(bytes.clone()).map(|req| agent.run(req)),
             http_api::Body::FileRange(range) => {
                 // Reopened (and so rewound) for every attempt and redirect.
-                let file = match open_range(self, range.file, range.offset, range.len) {
+                let path = self.granted_path(&range.file)?;
+                let file = match open_range(&path, range.offset, range.len) {
                     Ok(file) => file,
                     Err(err) => return Ok(Err(err)),
                 };
@@ -169,9 +223,9 @@ impl CallState {
             }
             Ok(Err(ureq::Error::Timeout(_))) => {
                 self.check_deadline()?;
-                return Ok(Err(PluginError::Transient(format!("{uri}: timed out"))));
+                return Ok(Err(transient(format!("{uri}: timed out"))));
             }
-            Ok(Err(err)) => return Ok(Err(PluginError::Transient(format!("{uri}: {err}")))),
+            Ok(Err(err)) => return Ok(Err(transient(format!("{uri}: {err}")))),
             Ok(Ok(response)) => response,
         };
         let status = response.status().as_u16();
@@ -196,7 +250,7 @@ impl CallState {
             {
                 Ok(body) => body,
                 Err(err) => {
-                    return Ok(Err(PluginError::Transient(format!(
+                    return Ok(Err(transient(format!(
                         "{uri}: reading the response failed (limit {response_limit} bytes): {err}"
                     ))));
                 }
@@ -231,7 +285,11 @@ mod tests {
 
     #[test]
     fn allowlist_matches_host_with_or_without_port() {
-        let access = HttpAccess::new(vec!["store.local".into(), "127.0.0.1:9000".into()], 0);
+        let remote = RemoteAccess {
+            allowed_hosts: vec!["store.local".into(), "127.0.0.1:9000".into()],
+            ..RemoteAccess::default()
+        };
+        let access = HttpAccess::new(remote, Vec::new(), 0);
         let allows = |url: &str| access.allows(&url.parse::<Uri>().unwrap());
         assert!(allows("http://store.local/x"));
         assert!(allows("http://STORE.local:8080/x"));

@@ -5,9 +5,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
-use super::{CHUNK, open_range};
+use wasmtime::component::Resource;
+
+use super::{CHUNK, GrantedFile, open_range};
 use crate::runtime::bindings::{PluginError, output_api};
-use crate::runtime::call::{CallState, Fault};
+use crate::runtime::call::{CallState, Fault, transient};
 
 /// The output file of one export call, with its size limit.
 pub(crate) struct Output {
@@ -55,15 +57,15 @@ impl CallState {
 }
 
 fn write_failed(err: io::Error) -> PluginError {
-    PluginError::Transient(format!("the host could not write the output: {err}"))
+    transient(format!("the host could not write the output: {err}"))
 }
 
 impl output_api::Host for CallState {
     fn write(&mut self, bytes: Vec<u8>) -> wasmtime::Result<Result<(), PluginError>> {
         self.check_deadline()?;
-        let Some(_) = &self.output else {
-            return Ok(Err(self.deny("this call has no output".into())));
-        };
+        if self.output.is_none() {
+            return Err(self.trap(Fault::AccessDenied("this call has no output".into())));
+        }
         self.reserve_output(bytes.len() as u64)?;
         let Some(output) = &mut self.output else {
             return Ok(Ok(()));
@@ -73,15 +75,16 @@ impl output_api::Host for CallState {
 
     fn append_file(
         &mut self,
-        file: u64,
+        file: Resource<GrantedFile>,
         offset: u64,
         len: u64,
     ) -> wasmtime::Result<Result<(), PluginError>> {
         self.check_deadline()?;
-        let Some(_) = &self.output else {
-            return Ok(Err(self.deny("this call has no output".into())));
-        };
-        let source = match open_range(self, file, offset, len) {
+        if self.output.is_none() {
+            return Err(self.trap(Fault::AccessDenied("this call has no output".into())));
+        }
+        let path = self.granted_path(&file)?;
+        let source = match open_range(&path, offset, len) {
             Ok(source) => source,
             Err(err) => return Ok(Err(err)),
         };
@@ -104,9 +107,9 @@ impl output_api::Host for CallState {
             }
         }
         if source.limit() > 0 {
-            return Ok(Err(PluginError::Transient(format!(
-                "file {file} became shorter while it was being appended"
-            ))));
+            return Ok(Err(transient(
+                "the file became shorter while it was being appended".into(),
+            )));
         }
         Ok(Ok(()))
     }

@@ -1,11 +1,11 @@
-//! A retention plugin built against `wharf:plugin@0.2.0`, which this host
+//! A retention plugin built against `wharf:plugin@0.3.0`, which this host
 //! does not implement: loading it must fail naming both versions.
 // The export glue wit-bindgen generates here is `unsafe` by nature.
 #![allow(unreachable_pub, missing_docs, unsafe_code)]
 
 wit_bindgen::generate!({
     inline: "
-        package wharf:plugin@0.2.0;
+        package wharf:plugin@0.3.0;
         interface retention-policy {
             describe: func() -> string;
         }

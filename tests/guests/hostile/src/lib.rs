@@ -1,10 +1,13 @@
 //! A hostile exporter for the sandbox tests. Each `mode` attacks the host in
 //! one way; `ok` behaves, so a test can check the host still serves calls.
+// Forging a resource handle takes `unsafe`; that is the attack.
+#![allow(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use wharf_sdk::__bindings::exporter::wharf::plugin::{files as raw_files, output as raw_output};
 use wharf_sdk::{
-    EntityInfo, ExportResult, Exporter, FileInfo, Params, PluginError, PluginInfo, param,
+    Entity, ExportResult, Exporter, FileEntry, ParamSpec, Params, PluginError, PluginInfo, param,
 };
 
 pub struct Hostile;
@@ -14,17 +17,14 @@ static CALLS: AtomicU64 = AtomicU64::new(0);
 
 impl Exporter for Hostile {
     fn describe() -> PluginInfo {
-        wharf_sdk::plugin_info(
-            "hostile",
-            "0.0.1",
-            "misbehaves on purpose",
-            &[("mode", "how", Some("ok"))],
-        )
+        PluginInfo::new("hostile", "0.0.1")
+            .description("misbehaves on purpose")
+            .param(ParamSpec::new("mode", "how").default("ok"))
     }
 
     fn run(
-        entity: EntityInfo,
-        files: Vec<FileInfo>,
+        entity: Entity,
+        files: Vec<FileEntry>,
         params: Params,
     ) -> Result<ExportResult, PluginError> {
         let calls = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
@@ -58,22 +58,62 @@ impl Exporter for Hostile {
             },
             "host-loop" => {
                 // Each call is cheap for the guest and slow for the host.
-                let file = files
+                let entry = files
                     .first()
-                    .ok_or(PluginError::InvalidParams("give me a file".into()))?;
+                    .ok_or(PluginError::invalid_params("give me a file"))?;
                 loop {
-                    let _ = wharf_sdk::host::sha256_range(file.id, 0, file.size);
+                    let _ = entry.file.sha256(0, entry.size);
                 }
             }
             "read-other" => {
-                // Ignores the denial and reports success anyway.
-                let _ = wharf_sdk::host::read_file(999_999, 0, 16);
+                // A handle the host never gave: ignores any error and
+                // reports success anyway.
+                let forged = unsafe { raw_files::File::from_handle(999_999) };
+                let _ = forged.read(0, 16);
+                std::mem::forget(forged);
                 named("read.txt".into())
             }
             "append-other" => {
-                wharf_sdk::output::append_file(999_999, 0, 1)?;
+                let forged = unsafe { raw_files::File::from_handle(999_999) };
+                let _ = raw_output::append_file(&forged, 0, 1);
+                std::mem::forget(forged);
                 named("append.txt".into())
             }
+            "println" => {
+                // Ordinary std output and hashing work in the sandbox.
+                let mut seen = std::collections::HashSet::new();
+                seen.insert(entity.name.clone());
+                println!("hello from {} ({} names)", entity.name, seen.len());
+                eprintln!("a warning line");
+                wharf_sdk::output::write(b"printed")?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_err(|e| PluginError::terminal(e.to_string()))?;
+                named(format!("println-{}", now.as_secs() > 1_600_000_000))
+            }
+            "stdout-flood" => {
+                // 10 MB of lines: capped by the host, the call still succeeds.
+                let line = "x".repeat(999);
+                for _ in 0..10_000 {
+                    println!("{line}");
+                }
+                named("flood.txt".into())
+            }
+            "log-flood" => {
+                for i in 0..100_000 {
+                    wharf_sdk::host::log(wharf_sdk::host::Level::Info, &format!("line {i}"));
+                }
+                named("log-flood.txt".into())
+            }
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                named("slept.txt".into())
+            }
+            "bidi" => named("invoice\u{202E}rat.exe".into()),
+            "media-crlf" => Ok(ExportResult {
+                file_name: "ok.txt".into(),
+                media_type: "text/plain\r\nSet-Cookie: a=b".into(),
+            }),
             "escape" => named("../../../etc/passwd".into()),
             "absolute" => named("/etc/cron.d/evil".into()),
             "fs" => {
@@ -87,11 +127,11 @@ impl Exporter for Hostile {
             }
             "count" => {
                 // Echo the entity so concurrent calls can check they got their own.
-                wharf_sdk::output::write(entity.id.as_bytes())?;
-                named(format!("count-{calls}-{}", entity.id))
+                wharf_sdk::output::write(entity.name.as_bytes())?;
+                named(format!("count-{calls}-{}", entity.name))
             }
-            "fail" => Err(PluginError::Transient("remote is down".into())),
-            other => Err(PluginError::InvalidParams(format!("unknown mode {other}"))),
+            "fail" => Err(PluginError::transient("remote is down")),
+            other => Err(PluginError::invalid_params(format!("unknown mode {other}"))),
         }
     }
 }

@@ -1,0 +1,215 @@
+//! Retention runs: one instance and one `planner` for a whole run, fed
+//! batches, each call with its own deadline, then `finish`.
+//!
+//! Candidates get run-local ids (0, 1, 2, … across the run) before they cross
+//! the boundary, so checking an answer is a range check and a bit per file,
+//! and a plugin cannot name any file the run did not show it. Every answer
+//! is checked: each file at most once in the whole run, only files of the
+//! batch (of the run, for `finish`), reasons that exist and are short.
+
+use std::path::Path;
+
+use wasmtime::Store;
+use wasmtime::component::ResourceAny;
+
+use super::{CallError, CallState, Grants, Params, entered};
+use crate::runtime::bindings::retention::Retention;
+use crate::runtime::bindings::{Batch, Decisions, Deletion};
+use crate::runtime::registry::{Plugin, WorldPre};
+
+/// Longest reason kept, in bytes; it goes to the audit log.
+const MAX_REASON: usize = 1024;
+/// Reasons an answer may carry beyond one per deletion.
+const SPARE_REASONS: usize = 16;
+
+/// What a planner let go, in the caller's ids.
+#[derive(Debug, Clone, Default)]
+pub struct Decided {
+    pub reasons: Vec<String>,
+    /// `file` is the id the caller gave the candidate; `reason` indexes
+    /// `reasons`.
+    pub deletions: Vec<Deletion>,
+}
+
+/// A retention run on one instance (see [`Plugin::plan_session`]).
+pub struct PlanSession<'a> {
+    plugin: &'a Plugin,
+    store: Store<CallState>,
+    instance: Retention,
+    planner: ResourceAny,
+    /// The caller's id of each run-local id.
+    ids: Vec<u64>,
+    /// One bit per run-local id: already named for deletion.
+    named: Vec<u64>,
+    broken: bool,
+    finished: bool,
+}
+
+impl Plugin {
+    /// Starts a retention run: instantiates the plugin once and opens its
+    /// planner with `params` (`invalid-params` here stops the run before any
+    /// batch). `disk` is a directory on the filesystem whose space the
+    /// plugin's `disk.space` reports.
+    pub fn plan_session(&self, params: &Params, disk: &Path) -> Result<PlanSession<'_>, CallError> {
+        let WorldPre::Retention(pre) = &self.pre else {
+            return Err(self.wrong_world("retention"));
+        };
+        self.check_quarantine()?;
+        let span = self.span("open");
+        let _entered = span.enter();
+        let grants = Grants {
+            disk: Some(disk.to_path_buf()),
+            ..Grants::default()
+        };
+        let mut store = self.new_store(grants);
+        let started = self.arm(&mut store);
+        let opened = entered(&mut store, |store| pre.instantiate(store)).and_then(|instance| {
+            let planner = instance
+                .wharf_plugin_retention_policy()
+                .planner()
+                .call_open(&mut store, params)?;
+            Ok(planner.map(|planner| (instance, planner)))
+        });
+        let (instance, planner) = self.settle(opened, store.data_mut(), started)?;
+        Ok(PlanSession {
+            plugin: self,
+            store,
+            instance,
+            planner,
+            ids: Vec::new(),
+            named: Vec::new(),
+            broken: false,
+            finished: false,
+        })
+    }
+}
+
+impl PlanSession<'_> {
+    /// Plans one batch. The `id` of each candidate is replaced by its
+    /// run-local id before the call; the deletions come back in the ids the
+    /// caller had put there. After a fault the instance is gone and every
+    /// later call of the session fails.
+    pub fn plan(&mut self, batch: &mut Batch) -> Result<Decided, CallError> {
+        self.usable()?;
+        let first = self.ids.len() as u64;
+        self.ids.reserve(batch.files.len());
+        for (offset, candidate) in batch.files.iter_mut().enumerate() {
+            self.ids.push(candidate.id);
+            candidate.id = first + offset as u64;
+        }
+        self.named.resize(self.ids.len().div_ceil(64), 0);
+        let plugin = self.plugin;
+        let span = plugin.span("plan");
+        let _entered = span.enter();
+        let started = plugin.arm(&mut self.store);
+        let outcome = self
+            .instance
+            .wharf_plugin_retention_policy()
+            .planner()
+            .call_plan(&mut self.store, self.planner, batch);
+        let result = plugin.settle(outcome, self.store.data_mut(), started);
+        self.check(result, first)
+    }
+
+    /// Ends the run: the planner may name any file of the run not named yet.
+    pub fn finish(&mut self) -> Result<Decided, CallError> {
+        self.usable()?;
+        self.finished = true;
+        let plugin = self.plugin;
+        let span = plugin.span("finish");
+        let _entered = span.enter();
+        let started = plugin.arm(&mut self.store);
+        let outcome = self
+            .instance
+            .wharf_plugin_retention_policy()
+            .planner()
+            .call_finish(&mut self.store, self.planner);
+        let result = plugin.settle(outcome, self.store.data_mut(), started);
+        self.check(result, 0)
+    }
+
+    fn usable(&self) -> Result<(), CallError> {
+        if self.broken {
+            return Err(CallError::Trap(
+                "an earlier call of this retention run failed the plugin".into(),
+            ));
+        }
+        if self.finished {
+            return Err(CallError::Host("this retention run has finished".into()));
+        }
+        self.plugin.check_quarantine()
+    }
+
+    /// Validates an answer naming run-local ids from `first` on and maps it
+    /// back to the caller's ids. A plugin fault breaks the session.
+    fn check(
+        &mut self,
+        result: Result<Decisions, CallError>,
+        first: u64,
+    ) -> Result<Decided, CallError> {
+        let decisions = match result {
+            Ok(decisions) => decisions,
+            Err(error) => {
+                self.broken = error.is_trap();
+                return Err(error);
+            }
+        };
+        match self.validate(&decisions, first) {
+            Ok(()) => Ok(Decided {
+                deletions: decisions
+                    .deletions
+                    .iter()
+                    .map(|d| Deletion {
+                        file: self.ids[d.file as usize],
+                        reason: d.reason,
+                    })
+                    .collect(),
+                reasons: decisions.reasons,
+            }),
+            Err(reason) => {
+                self.broken = true;
+                Err(self.plugin.invalid_output(reason))
+            }
+        }
+    }
+
+    fn validate(&mut self, decisions: &Decisions, first: u64) -> Result<(), String> {
+        let Decisions { reasons, deletions } = decisions;
+        if reasons.len() > deletions.len() + SPARE_REASONS {
+            return Err(format!(
+                "{} reasons for {} deletions; give each reason once",
+                reasons.len(),
+                deletions.len()
+            ));
+        }
+        if let Some(long) = reasons.iter().find(|r| r.len() > MAX_REASON) {
+            return Err(format!(
+                "a reason of {} bytes; at most {MAX_REASON}",
+                long.len()
+            ));
+        }
+        let end = self.ids.len() as u64;
+        for deletion in deletions {
+            let id = deletion.file;
+            if id < first || id >= end {
+                return Err(format!(
+                    "asked to delete file {id}, which is not in its batch (ids {first} to {})",
+                    end.saturating_sub(1)
+                ));
+            }
+            if deletion.reason as usize >= reasons.len() {
+                return Err(format!(
+                    "deletion of file {id} names reason {} of {}",
+                    deletion.reason,
+                    reasons.len()
+                ));
+            }
+            let (word, bit) = ((id / 64) as usize, 1u64 << (id % 64));
+            if self.named[word] & bit != 0 {
+                return Err(format!("named file {id} for deletion twice"));
+            }
+            self.named[word] |= bit;
+        }
+        Ok(())
+    }
+}
