@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
 use wharf::runtime::{
-    Allocator, Batch, CacheOutcome, Candidate, Deletion, Entity, FileFlags, Limits, Params,
-    PluginSource, Runtime, RuntimeConfig,
+    Allocator, Batch, CacheOutcome, Deletion, Entity, Limits, Params, PluginSource, Runtime,
+    RuntimeConfig,
 };
 
 /// 1,000,000 records in 100 batches of 10,000.
@@ -56,40 +56,32 @@ fn keep_last_source() -> PluginSource {
 }
 
 /// Batches ordered by (entity, created desc) that never split an entity, as
-/// the retention runner hands them out: flat candidates, each batch's
-/// entities and kinds sent once.
+/// the retention runner hands them out: each batch's entities and kinds sent
+/// once, its files in columns.
 fn batches() -> Vec<Batch> {
     let entities_per_batch = BATCH / FILES_PER_ENTITY;
     (0..RECORDS / BATCH)
         .map(|b| {
-            let entities = (0..entities_per_batch)
-                .map(|e| Entity {
-                    name: format!("entity-{:06}", b * entities_per_batch + e),
-                    version: 1,
-                    last_export_ms: Some(1_700_000_000_000),
-                    attributes: vec![("branch".into(), "main".into())],
-                })
-                .collect();
-            let files = (0..BATCH)
-                .map(|j| {
-                    let i = b * BATCH + j;
-                    let created_ms = 1_700_000_000_000 - (i % FILES_PER_ENTITY) as i64 * 60_000;
-                    Candidate {
-                        id: i as u64 + 1,
-                        size: 4096 + (i as u64 % 1000),
-                        created_ms,
-                        modified_ms: created_ms,
-                        last_access_ms: None,
-                        entity: Some((j / FILES_PER_ENTITY) as u32),
-                        kind: 0,
-                        flags: FileFlags::SYNCED,
-                    }
-                })
-                .collect();
+            let rows = b * BATCH..(b + 1) * BATCH;
+            let created = |i: usize| 1_700_000_000_000 - (i % FILES_PER_ENTITY) as i64 * 60_000;
             Batch {
-                entities,
+                entities: (0..entities_per_batch)
+                    .map(|e| Entity {
+                        name: format!("entity-{:06}", b * entities_per_batch + e),
+                        version: 1,
+                        last_export_ms: Some(1_700_000_000_000),
+                        attributes: vec![("branch".into(), "main".into())],
+                    })
+                    .collect(),
                 kinds: vec!["capture".into()],
-                files,
+                ids: rows.clone().map(|i| i as u64 + 1).collect(),
+                sizes: rows.clone().map(|i| 4096 + (i as u64 % 1000)).collect(),
+                created_ms: rows.clone().map(created).collect(),
+                modified_ms: rows.clone().map(created).collect(),
+                last_access_ms: vec![0; BATCH],
+                entity: (0..BATCH).map(|j| (j / FILES_PER_ENTITY) as u32).collect(),
+                kind: vec![0; BATCH],
+                flags: vec![1; BATCH],
             }
         })
         .collect()
@@ -99,30 +91,26 @@ fn keep_params() -> Params {
     vec![("keep".into(), KEEP.to_string())]
 }
 
-/// The keep-last plugin's logic in native Rust, answer built the same way
-/// (the floor of the 1M bench).
+/// The keep-last plugin's loop in native Rust over the same columns, answer
+/// built the same way (the floor of the 1M bench).
 fn native_keep_last(batch: &Batch, keep: u64, reason: &str) -> (Vec<String>, Vec<Deletion>) {
-    let mut reasons: Vec<String> = Vec::new();
+    // As the plugin: files created after the cutoff are kept (none, here).
+    let cutoff_ms = black_box(i64::MAX);
+    let reasons = vec![reason.to_owned()];
     let mut deletions = Vec::new();
     let mut current = None;
     let mut seen = 0u64;
-    for file in &batch.files {
-        if current != Some(file.entity) {
-            current = Some(file.entity);
+    let files = batch.ids.iter().zip(&batch.entity).zip(&batch.created_ms);
+    for ((&id, &entity), &created_ms) in files {
+        if current != Some(entity) {
+            current = Some(entity);
             seen = 0;
         }
         seen += 1;
-        if seen > keep {
-            let index = match reasons.iter().rposition(|r| r == reason) {
-                Some(index) => index,
-                None => {
-                    reasons.push(reason.to_owned());
-                    reasons.len() - 1
-                }
-            };
+        if seen > keep && created_ms <= cutoff_ms {
             deletions.push(Deletion {
-                file: file.id,
-                reason: index as u32,
+                file: id,
+                reason: 0,
             });
         }
     }
@@ -199,7 +187,14 @@ fn trivial_calls(c: &mut Criterion) {
                     let mut batch = Batch {
                         entities: Vec::new(),
                         kinds: Vec::new(),
-                        files: Vec::new(),
+                        ids: Vec::new(),
+                        sizes: Vec::new(),
+                        created_ms: Vec::new(),
+                        modified_ms: Vec::new(),
+                        last_access_ms: Vec::new(),
+                        entity: Vec::new(),
+                        kind: Vec::new(),
+                        flags: Vec::new(),
                     };
                     black_box(session.plan(black_box(&mut batch)).unwrap());
                 })

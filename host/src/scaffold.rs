@@ -190,7 +190,7 @@ impl Retention for {{TYPE}} {
 impl Planner for Run {
     fn plan(&mut self, batch: Batch) -> Result<Decisions, PluginError> {
         let mut decisions = Decisions::new();
-        for file in batch.files.iter().filter(|file| file.created_ms < self.cutoff_ms) {
+        for file in batch.files().filter(|file| file.created_ms < self.cutoff_ms) {
             decisions.delete(file.id, &self.reason);
         }
         Ok(decisions)
@@ -208,7 +208,7 @@ mod tests {
     fn file(id: u64, created_ms: i64) -> Candidate {
         Candidate {
             id, size: 1, created_ms, modified_ms: created_ms, last_access_ms: None,
-            entity: None, kind: 0, flags: FileFlags::empty(),
+            entity: None, kind: 0, flags: FileFlags::default(),
         }
     }
 
@@ -216,7 +216,9 @@ mod tests {
     fn deletes_only_old_files() {
         let mut host = MockHost::new().with_now_ms(10_000);
         let params = vec![("max_age_ms".to_string(), "1000".to_string())];
-        let batch = Batch { entities: vec![], kinds: vec!["capture".into()], files: vec![file(1, 9_500), file(2, 100)] };
+        let mut batch = Batch::new(vec![], vec!["capture".into()]);
+        batch.push(file(1, 9_500));
+        batch.push(file(2, 100));
         let decided = host.run(|| {{TYPE}}::open(params)?.plan(batch)).unwrap();
         assert_eq!(decided.files(), vec![2]);
     }

@@ -24,15 +24,15 @@
 //! impl Planner for Run {
 //!     fn plan(&mut self, batch: Batch) -> Result<Decisions, PluginError> {
 //!         let mut decisions = Decisions::new();
-//!         for file in &batch.files {
-//!             decisions.delete(file.id, &self.reason);
+//!         for id in &batch.ids {
+//!             decisions.delete(*id, &self.reason);
 //!         }
 //!         Ok(decisions)
 //!     }
 //! }
 //!
 //! wharf_sdk::export_retention!(KeepNothing);
-//! # let batch = Batch { entities: vec![], kinds: vec![], files: vec![] };
+//! # let batch = Batch::new(vec![], vec![]);
 //! # assert!(KeepNothing::open(vec![]).unwrap().plan(batch).unwrap().deletions.is_empty());
 //! ```
 //!
@@ -43,6 +43,9 @@
 
 #[doc(hidden)]
 pub mod bindings;
+/// The plugin author's guide (`sdk/README.md`); its examples are tested.
+#[doc = include_str!("../README.md")]
+pub mod guide {}
 pub mod disk;
 mod error;
 pub mod files;
@@ -58,7 +61,7 @@ mod retention;
 
 pub use files::{File, FileEntry};
 pub use params::{param, param_parse};
-pub use retention::Planner;
+pub use retention::{Candidate, FileFlags, NO_ENTITY, Planner};
 
 #[doc(hidden)]
 pub use bindings as __bindings;
@@ -73,7 +76,7 @@ pub use bindings::exporter::wharf::plugin::types::{
     Attributes, Entity, ParamSpec, Params, PluginError, PluginInfo, TransientError,
 };
 pub use bindings::retention::exports::wharf::plugin::retention_policy::{
-    Batch, Candidate, Decisions, Deletion, FileFlags,
+    Batch, Decisions, Deletion,
 };
 pub use bindings::uploader::exports::wharf::plugin::transfer::{
     Destination, DestinationKind, UploadResult,
@@ -150,9 +153,9 @@ macro_rules! export_exporter {
                     $crate::__enter();
                     let files = files.into_iter().map($crate::FileEntry::from).collect();
                     <$plugin as $crate::Exporter>::run(entity, files, params)
-        }
+                }
             }
-            world::export_exporter_world!($plugin with_types_in $crate::__bindings::exporter);
+    world::export_exporter_world!($plugin with_types_in $crate::__bindings::exporter);
         };
     };
 }

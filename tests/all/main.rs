@@ -3,6 +3,7 @@
 
 mod bundled;
 mod cli;
+mod contract;
 mod fsck;
 mod http;
 mod ingest;

@@ -4,8 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use wharf::runtime::{
-    Allocator, Batch, CallFile, Candidate, Entity, FileFlags, Limits, Plugin, PluginSource,
-    Runtime, RuntimeConfig, World,
+    Allocator, Batch, CallFile, Entity, Limits, Plugin, PluginSource, Runtime, RuntimeConfig, World,
 };
 
 pub(crate) fn limits() -> Limits {
@@ -82,29 +81,48 @@ pub(crate) fn entity(name: &str) -> Entity {
     }
 }
 
-/// A retention candidate of entity index `entity` (into the batch's
-/// entities) and kind 0.
+/// A retention candidate: its id, the index of its entity in the batch (if
+/// any) and when it was created.
+pub(crate) struct Candidate {
+    id: u64,
+    entity: Option<u32>,
+    created_ms: i64,
+}
+
 pub(crate) fn candidate(id: u64, entity: Option<u32>, created_ms: i64) -> Candidate {
     Candidate {
         id,
-        size: 1,
-        created_ms,
-        modified_ms: created_ms,
-        last_access_ms: None,
         entity,
-        kind: 0,
-        flags: FileFlags::empty(),
+        created_ms,
     }
 }
 
-/// A batch of `files` over entities `e0`, `e1`, ... (as many as named) and
-/// the one kind `capture`.
+/// A batch of `files` (1 byte each, kind `capture`, no flags) over entities
+/// `e0`, `e1`, ... (as many as named).
 pub(crate) fn batch(entities: usize, files: Vec<Candidate>) -> Batch {
-    Batch {
+    let mut batch = Batch {
         entities: (0..entities).map(|i| entity(&format!("e{i}"))).collect(),
         kinds: vec!["capture".into()],
-        files,
+        ids: Vec::new(),
+        sizes: Vec::new(),
+        created_ms: Vec::new(),
+        modified_ms: Vec::new(),
+        last_access_ms: Vec::new(),
+        entity: Vec::new(),
+        kind: Vec::new(),
+        flags: Vec::new(),
+    };
+    for file in files {
+        batch.ids.push(file.id);
+        batch.sizes.push(1);
+        batch.created_ms.push(file.created_ms);
+        batch.modified_ms.push(file.created_ms);
+        batch.last_access_ms.push(0);
+        batch.entity.push(file.entity.unwrap_or(u32::MAX));
+        batch.kind.push(0);
+        batch.flags.push(0);
     }
+    batch
 }
 
 /// Writes `content` to `dir/name` and describes it as a tracked file.

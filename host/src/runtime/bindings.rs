@@ -67,7 +67,5 @@ pub use exporter::wharf::plugin::files::RemoteCopy;
 pub use exporter::wharf::plugin::types::{
     Entity, ParamSpec, PluginError, PluginInfo, TransientError,
 };
-pub use retention::exports::wharf::plugin::retention_policy::{
-    Batch, Candidate, Decisions, Deletion, FileFlags,
-};
+pub use retention::exports::wharf::plugin::retention_policy::{Batch, Decisions, Deletion};
 pub use uploader::exports::wharf::plugin::transfer::{Destination, DestinationKind, UploadResult};

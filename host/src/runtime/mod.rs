@@ -16,8 +16,8 @@ mod manifest;
 mod registry;
 
 pub use bindings::{
-    Batch, Candidate, Deletion, Entity, ExportResult, FileFlags, ParamSpec, PluginError,
-    PluginInfo, RemoteCopy, TransientError, UploadResult,
+    Batch, Deletion, Entity, ExportResult, ParamSpec, PluginError, PluginInfo, RemoteCopy,
+    TransientError, UploadResult,
 };
 pub use cache::CacheOutcome;
 pub use call::{

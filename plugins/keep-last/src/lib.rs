@@ -61,18 +61,24 @@ impl Retention for KeepLast {
 impl Planner for Run {
     fn plan(&mut self, batch: Batch) -> Result<Decisions, PluginError> {
         let mut decisions = Decisions::new();
+        let reason = decisions.reason(&self.reason);
         let mut current = None;
         let mut seen = 0u64;
-        for file in &batch.files {
-            // Files of no entity are one group, as the host sends them last.
-            if current != Some(file.entity) {
-                current = Some(file.entity);
+        // Straight over the three columns it needs.
+        let files = batch.ids.iter().zip(&batch.entity).zip(&batch.created_ms);
+        for ((&id, &entity), &created_ms) in files {
+            // The files of no entity are one group, as the host sends them.
+            if current != Some(entity) {
+                current = Some(entity);
                 seen = 0;
             }
             seen += 1;
-            if seen > self.keep && file.created_ms <= self.cutoff_ms {
-                decisions.delete(file.id, &self.reason);
+            if seen > self.keep && created_ms <= self.cutoff_ms {
+                decisions.delete_for(id, reason);
             }
+        }
+        if decisions.deletions.is_empty() {
+            decisions.reasons.clear();
         }
         Ok(decisions)
     }
@@ -95,7 +101,7 @@ mod tests {
             last_access_ms: None,
             entity: Some(entity),
             kind: 0,
-            flags: FileFlags::empty(),
+            flags: FileFlags::default(),
         }
     }
 
@@ -106,11 +112,9 @@ mod tests {
             last_export_ms: None,
             attributes: Vec::new(),
         };
-        Batch {
-            entities: vec![entity("a"), entity("b")],
-            kinds: vec!["capture".into()],
-            files,
-        }
+        let mut batch = Batch::new(vec![entity("a"), entity("b")], vec!["capture".into()]);
+        files.into_iter().for_each(|file| batch.push(file));
+        batch
     }
 
     fn params(pairs: &[(&str, &str)]) -> Params {

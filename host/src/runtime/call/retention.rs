@@ -84,19 +84,38 @@ impl Plugin {
     }
 }
 
+/// Every column of a batch describes the same files.
+fn check_columns(batch: &Batch) -> Result<(), CallError> {
+    let len = batch.ids.len();
+    let lengths = [
+        batch.sizes.len(),
+        batch.created_ms.len(),
+        batch.modified_ms.len(),
+        batch.last_access_ms.len(),
+        batch.entity.len(),
+        batch.kind.len(),
+        batch.flags.len(),
+    ];
+    if lengths.iter().any(|&l| l != len) {
+        return Err(CallError::Host(format!(
+            "a retention batch's columns differ in length ({len} ids, others {lengths:?})"
+        )));
+    }
+    Ok(())
+}
+
 impl PlanSession<'_> {
-    /// Plans one batch. The `id` of each candidate is replaced by its
-    /// run-local id before the call; the deletions come back in the ids the
-    /// caller had put there. After a fault the instance is gone and every
-    /// later call of the session fails.
+    /// Plans one batch. Its `ids` column is replaced by run-local ids
+    /// before the call; the deletions come back in the ids the caller had
+    /// put there. After a fault the instance is gone and every later call of
+    /// the session fails.
     pub fn plan(&mut self, batch: &mut Batch) -> Result<Decided, CallError> {
         self.usable()?;
+        check_columns(batch)?;
         let first = self.ids.len() as u64;
-        self.ids.reserve(batch.files.len());
-        for (offset, candidate) in batch.files.iter_mut().enumerate() {
-            self.ids.push(candidate.id);
-            candidate.id = first + offset as u64;
-        }
+        let local = (first..first + batch.ids.len() as u64).collect();
+        self.ids
+            .append(&mut std::mem::replace(&mut batch.ids, local));
         self.named.resize(self.ids.len().div_ceil(64), 0);
         let plugin = self.plugin;
         let span = plugin.span("plan");
