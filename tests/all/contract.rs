@@ -398,3 +398,27 @@ fn an_uploader_reaches_only_what_its_destination_is() {
         "{error:?}"
     );
 }
+
+#[test]
+fn the_real_host_answers_the_sdk_conformance_suite_as_the_mock_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let plugin = runtime
+        .load(source(
+            "conformance",
+            guest(wharf_tests::CONFORMANCE),
+            Some(World::Exporter),
+        ))
+        .unwrap();
+    let files = [
+        call_file(dir.path(), "hello", b"hello"),
+        call_file(dir.path(), "big", &vec![0u8; 17 << 20]),
+    ];
+    let out = dir.path().join("report");
+    plugin
+        .export(&entity("e"), &files, &params(&[]), &out)
+        .unwrap();
+    // The same file the crate's own test holds the mock host to.
+    let expected = include_str!("../guests/conformance/expected.txt");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), expected);
+}

@@ -16,7 +16,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use extism::{CompiledPlugin, Plugin as ExtismPlugin, PluginBuilder};
-use wharf::runtime::{Allocator, Limits, Params, Plugin, PluginSource, Runtime, RuntimeConfig};
+use wharf::runtime::{
+    Allocator, Batch, Limits, Params, Plugin, PluginSource, Runtime, RuntimeConfig,
+};
 
 const ROUNDS: usize = 5;
 const WARM_UP: Duration = Duration::from_millis(200);
@@ -87,16 +89,34 @@ fn extism_call(plugin: &mut ExtismPlugin) {
     black_box(out);
 }
 
+/// The trivial call of an SDK-built plugin on a fresh store: instantiate
+/// keep-last from its InstancePre and call `planner.open([])`.
 fn wharf_call(plugin: &Plugin, empty: &Params) {
-    let deletions = plugin.plan(black_box(&[]), empty).expect("plan succeeds");
-    debug_assert!(deletions.is_empty());
-    black_box(deletions);
+    let session = plugin
+        .plan_session(black_box(empty), std::path::Path::new("/"))
+        .expect("open succeeds");
+    black_box(session);
+}
+
+fn empty_batch() -> Batch {
+    Batch {
+        entities: Vec::new(),
+        kinds: Vec::new(),
+        ids: Vec::new(),
+        sizes: Vec::new(),
+        created_ms: Vec::new(),
+        modified_ms: Vec::new(),
+        last_access_ms: Vec::new(),
+        entity: Vec::new(),
+        kind: Vec::new(),
+        flags: Vec::new(),
+    }
 }
 
 /// keep-last on a bare wasmtime 48 engine with the runtime's settings
 /// (`host/src/runtime/engine.rs`) except how a pooled memory slot is reset:
-/// a fresh store, instantiate from the InstancePre, `plan([], [])` called
-/// dynamically (every import a trap; an empty plan calls none).
+/// a fresh store, instantiate from the InstancePre, `planner.open([])`
+/// called dynamically (every import a trap; it calls none).
 struct WhatIf {
     engine: wasmtime48::Engine,
     pre: wasmtime48::component::InstancePre<()>,
@@ -136,11 +156,11 @@ impl WhatIf {
             .instantiate_pre(&component)
             .expect("pre-instantiates");
         let interface = component
-            .get_export_index(None, "wharf:plugin/retention-policy@0.1.0")
+            .get_export_index(None, "wharf:plugin/retention-policy@0.2.0")
             .expect("keep-last exports retention-policy");
         let plan = component
-            .get_export_index(Some(&interface), "plan")
-            .expect("it has plan");
+            .get_export_index(Some(&interface), "[static]planner.open")
+            .expect("it has planner.open");
         WhatIf { engine, pre, plan }
     }
 
@@ -151,12 +171,8 @@ impl WhatIf {
         let instance = self.pre.instantiate(&mut store).expect("instantiates");
         let func = instance.get_func(&mut store, self.plan).expect("plan");
         let mut result = [Val::Bool(false)];
-        func.call(
-            &mut store,
-            &[Val::List(Vec::new()), Val::List(Vec::new())],
-            &mut result,
-        )
-        .expect("plan succeeds");
+        func.call(&mut store, &[Val::List(Vec::new())], &mut result)
+            .expect("open succeeds");
         black_box(result);
     }
 }
@@ -232,8 +248,13 @@ fn main() {
     let what_if_today = WhatIf::new(&keep_last().wasm, false);
     let what_if_pagemap = WhatIf::new(&keep_last().wasm, true);
 
-    let mut wharf_session_pool = wharf_pool.plan_session().expect("a session starts");
-    let mut wharf_session_ondemand = wharf_ondemand.plan_session().expect("a session starts");
+    let root = std::path::Path::new("/");
+    let mut wharf_session_pool = wharf_pool
+        .plan_session(&empty, root)
+        .expect("a session starts");
+    let mut wharf_session_ondemand = wharf_ondemand
+        .plan_session(&empty, root)
+        .expect("a session starts");
     let mut extism_reused_pool = ExtismPlugin::new_from_compiled(&extism_pool).expect("plugin");
     let mut extism_reused_default =
         ExtismPlugin::new_from_compiled(&extism_default).expect("plugin");
@@ -242,7 +263,7 @@ fn main() {
     let mut cases: Vec<(&str, &str, Box<dyn FnMut() + '_>)> = vec![
         (
             "wharf/fresh/pooling",
-            "wharf: fresh Store + instantiate from InstancePre + plan([]), pooling",
+            "wharf: fresh Store + instantiate from InstancePre + planner.open([]), pooling",
             Box::new(|| wharf_call(&wharf_pool, &empty)),
         ),
         (
@@ -255,7 +276,7 @@ fn main() {
         ),
         (
             "wharf/fresh/default",
-            "wharf: fresh Store + instantiate from InstancePre + plan([]), on-demand",
+            "wharf: fresh Store + instantiate from InstancePre + planner.open([]), on-demand",
             Box::new(|| wharf_call(&wharf_ondemand, &empty)),
         ),
         (
@@ -272,7 +293,7 @@ fn main() {
             Box::new(|| {
                 black_box(
                     wharf_session_pool
-                        .plan(black_box(&[]), &empty)
+                        .plan(black_box(&mut empty_batch()))
                         .expect("plan succeeds"),
                 );
             }),
@@ -288,7 +309,7 @@ fn main() {
             Box::new(|| {
                 black_box(
                     wharf_session_ondemand
-                        .plan(black_box(&[]), &empty)
+                        .plan(black_box(&mut empty_batch()))
                         .expect("plan succeeds"),
                 );
             }),
@@ -300,12 +321,12 @@ fn main() {
         ),
         (
             "bare48/fresh/pooling",
-            "bare wasmtime 48, keep-last plan([]), pool as wharf's today (keep_resident 1 MiB, no pagemap scan)",
+            "bare wasmtime 48, keep-last planner.open([]), pool as wharf's (keep_resident 1 MiB, no pagemap scan)",
             Box::new(|| what_if_today.call()),
         ),
         (
             "bare48/fresh/pagemap",
-            "bare wasmtime 48, keep-last plan([]), same pool + pagemap_scan(Auto)",
+            "bare wasmtime 48, keep-last planner.open([]), same pool + pagemap_scan(Auto)",
             Box::new(|| what_if_pagemap.call()),
         ),
     ];
