@@ -60,14 +60,24 @@ impl Plugin {
             return Err(self.wrong_world("uploader"));
         };
         let grants = match &target.access {
-            DestinationAccess::Remote(remote) => Grants {
-                http: Some(HttpAccess::new(
-                    remote.clone(),
-                    self.allowed_hosts.clone(),
-                    self.limits.http_response_bytes,
-                )),
-                ..Grants::default()
-            },
+            DestinationAccess::Remote(remote) => {
+                let agent = self
+                    .runtime
+                    .http_agents
+                    .agent(&target.name, remote.tls_ca_pem.as_deref())
+                    .map_err(|err| {
+                        CallError::Terminal(format!("destination {}: {err}", target.name))
+                    })?;
+                Grants {
+                    http: Some(HttpAccess::new(
+                        remote.clone(),
+                        self.allowed_hosts.clone(),
+                        self.limits.http_response_bytes,
+                        agent,
+                    )),
+                    ..Grants::default()
+                }
+            }
             DestinationAccess::Local { root } => Grants {
                 local: Some(LocalAccess { root: root.clone() }),
                 ..Grants::default()
