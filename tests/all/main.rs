@@ -5,6 +5,7 @@ mod bundled;
 mod cli;
 mod fsck;
 mod http;
+mod http_server;
 mod ingest;
 mod inspect;
 mod lease;
