@@ -93,3 +93,45 @@ impl Plugin {
         .map(|(result, _)| result)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::host::Credential;
+
+    #[test]
+    fn the_plugin_is_told_credential_names_never_secrets() {
+        let remote = RemoteAccess {
+            allowed_hosts: vec!["s3.example.com".into()],
+            credentials: [
+                (
+                    "token".to_owned(),
+                    Credential::Bearer("bearer-secret".into()),
+                ),
+                (
+                    "s3".to_owned(),
+                    Credential::SigV4 {
+                        access_key_id: "AKID".into(),
+                        secret_access_key: "sigv4-secret".into(),
+                        session_token: Some("session-secret".into()),
+                        region: "us-east-1".into(),
+                        service: "s3".into(),
+                    },
+                ),
+            ]
+            .into(),
+            tls_ca_pem: None,
+        };
+        let target = UploadTarget {
+            name: "store".into(),
+            url: "https://s3.example.com/bucket".into(),
+            access: DestinationAccess::Remote(remote),
+        };
+        let told = target.describe();
+        assert_eq!(told.credentials, ["s3", "token"]);
+        let everything = format!("{told:?} {target:?}");
+        for secret in ["bearer-secret", "sigv4-secret", "session-secret"] {
+            assert!(!everything.contains(secret), "{everything}");
+        }
+    }
+}
