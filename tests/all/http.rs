@@ -384,9 +384,9 @@ fn a_body_trickling_past_the_deadline_fails_the_call_as_a_deadline() {
     let runtime = runtime(dir.path());
     let server = Server::http(|request| match request.method.as_str() {
         "HEAD" => Reply::status(404),
-        // 60 bytes at 50 ms each: three seconds, far past the deadline.
+        // 200 bytes at 50 ms each: ten seconds, far past the deadline.
         _ => Reply::status(201)
-            .body(&[b'x'; 60])
+            .body(&[b'x'; 200])
             .trickle(Duration::from_millis(50)),
     });
     let timeout = Duration::from_millis(500);
@@ -398,7 +398,7 @@ fn a_body_trickling_past_the_deadline_fails_the_call_as_a_deadline() {
         .unwrap_err();
     assert_eq!(error, CallError::Deadline(timeout));
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(5),
         "the call ended at its deadline, not with the body: {:?}",
         started.elapsed()
     );
