@@ -419,3 +419,35 @@ fn server_errors_are_transient() {
         .unwrap_err();
     assert_eq!(error.class(), ErrorClass::Transient, "{error:?}");
 }
+
+#[test]
+fn a_response_over_the_limit_is_transient_and_headers_reach_the_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let limit = limits().http_response_bytes as usize;
+    let server = Server::http(move |request| match request.method.as_str() {
+        // The plugin reads `content-length` from the HEAD response to skip
+        // a file already there: response headers reach it.
+        "HEAD" => Reply::status(200).header("content-length", "5"),
+        _ => Reply::status(201).body(&vec![b'x'; limit + 1]),
+    });
+    let plugin = uploader(&runtime, Duration::from_secs(5));
+    let target = destination(server.url("/bucket"), &[&server], RemoteAccess::default());
+    plugin
+        .upload(&hello(dir.path()), &target, &params(&[]))
+        .unwrap();
+    assert_eq!(server.seen().len(), 1, "skipped on the HEAD's headers");
+
+    let big = Server::http(move |request| match request.method.as_str() {
+        "HEAD" => Reply::status(404),
+        _ => Reply::status(201).body(&vec![b'x'; limit + 1]),
+    });
+    let target = destination(big.url("/bucket"), &[&big], RemoteAccess::default());
+    let error = plugin
+        .upload(&hello(dir.path()), &target, &params(&[]))
+        .unwrap_err();
+    assert!(
+        matches!(&error, CallError::Transient { message, .. } if message.contains("limit")),
+        "{error:?}"
+    );
+}
