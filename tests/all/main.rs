@@ -6,6 +6,7 @@ mod cli;
 mod contract;
 mod fsck;
 mod http;
+mod http_server;
 mod ingest;
 mod inspect;
 mod lease;

@@ -11,7 +11,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::call::CallState;
-use super::host;
+use super::host::{self, HttpAgents};
 
 /// How instances get their memories and tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +49,8 @@ pub(crate) struct RuntimeInner {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<CallState>,
     pub(crate) config: RuntimeConfig,
+    /// One HTTP connection pool per remote destination, kept across calls.
+    pub(crate) http_agents: HttpAgents,
     ticker: Option<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
 }
@@ -77,6 +79,7 @@ impl Runtime {
                 engine,
                 linker,
                 config,
+                http_agents: HttpAgents::default(),
                 ticker: Some(ticker),
                 stop,
             }),

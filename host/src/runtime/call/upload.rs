@@ -60,14 +60,24 @@ impl Plugin {
             return Err(self.wrong_world("uploader"));
         };
         let grants = match &target.access {
-            DestinationAccess::Remote(remote) => Grants {
-                http: Some(HttpAccess::new(
-                    remote.clone(),
-                    self.allowed_hosts.clone(),
-                    self.limits.http_response_bytes,
-                )),
-                ..Grants::default()
-            },
+            DestinationAccess::Remote(remote) => {
+                let agent = self
+                    .runtime
+                    .http_agents
+                    .agent(&target.name, remote.tls_ca_pem.as_deref())
+                    .map_err(|err| {
+                        CallError::Terminal(format!("destination {}: {err}", target.name))
+                    })?;
+                Grants {
+                    http: Some(HttpAccess::new(
+                        remote.clone(),
+                        self.allowed_hosts.clone(),
+                        self.limits.http_response_bytes,
+                        agent,
+                    )),
+                    ..Grants::default()
+                }
+            }
             DestinationAccess::Local { root } => Grants {
                 local: Some(LocalAccess { root: root.clone() }),
                 ..Grants::default()
@@ -81,5 +91,47 @@ impl Plugin {
                 .call_run(store, &entry, &destination, params)
         })
         .map(|(result, _)| result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::host::Credential;
+
+    #[test]
+    fn the_plugin_is_told_credential_names_never_secrets() {
+        let remote = RemoteAccess {
+            allowed_hosts: vec!["s3.example.com".into()],
+            credentials: [
+                (
+                    "token".to_owned(),
+                    Credential::Bearer("bearer-secret".into()),
+                ),
+                (
+                    "s3".to_owned(),
+                    Credential::SigV4 {
+                        access_key_id: "AKID".into(),
+                        secret_access_key: "sigv4-secret".into(),
+                        session_token: Some("session-secret".into()),
+                        region: "us-east-1".into(),
+                        service: "s3".into(),
+                    },
+                ),
+            ]
+            .into(),
+            tls_ca_pem: None,
+        };
+        let target = UploadTarget {
+            name: "store".into(),
+            url: "https://s3.example.com/bucket".into(),
+            access: DestinationAccess::Remote(remote),
+        };
+        let told = target.describe();
+        assert_eq!(told.credentials, ["s3", "token"]);
+        let everything = format!("{told:?} {target:?}");
+        for secret in ["bearer-secret", "sigv4-secret", "session-secret"] {
+            assert!(!everything.contains(secret), "{everything}");
+        }
     }
 }

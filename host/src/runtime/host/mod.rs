@@ -30,8 +30,8 @@ use super::call::CallState;
 #[allow(unreachable_pub)]
 pub use files::GrantedFile;
 pub(crate) use files::open_range;
-pub(crate) use http::HttpAccess;
 pub use http::{Credential, RemoteAccess};
+pub(crate) use http::{HttpAccess, HttpAgents};
 pub(crate) use local::LocalAccess;
 pub(crate) use log::LogBudget;
 pub(crate) use output::Output;
