@@ -133,7 +133,7 @@ impl Inbox {
         options.cancel = self.cancel.clone();
         let (data_dir, index) = (self.data_dir.clone(), self.index.clone());
         self.scan = Some(tokio::task::spawn_blocking(move || {
-            ingest::scan_inbox(&data_dir, &index, &options)
+            ingest::scan_inbox(&data_dir, &index, &options, &ingest::NoProgress)
         }));
     }
 
@@ -183,7 +183,7 @@ impl Inbox {
                     tracing::debug!(source = %file.source.display(), reason = %reason, "inbox file skipped for now");
                 }
                 Outcome::Failed(reason) => {
-                    let key = (file.source, reason);
+                    let key = (file.source, reason.to_string());
                     if !self.failures.contains(&key) {
                         tracing::warn!(source = %key.0.display(), error = %key.1, "inbox file not ingested");
                     }

@@ -13,3 +13,5 @@ pub mod plugins;
 pub mod runtime;
 pub mod scaffold;
 pub mod store;
+#[cfg(test)]
+mod tidy;

@@ -11,6 +11,7 @@ mod files;
 mod inspect;
 mod leases;
 mod plugins;
+mod retention;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -22,15 +23,16 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use files::{FileId, FileRow, FileState, InsertOutcome, NewFile};
 pub use inspect::{
-    DestinationId, EntityId, Failure, FileCount, LeaseStatus, QueryPlan, ReadOnlyIndex,
-    RetentionCandidate, RetentionCursor, RowSink, SqlValue, Status, SyncCount, SyncCursor, SyncDue,
+    DestinationId, EntityId, Failure, FileCount, LeaseStatus, QueryPlan, ReadOnlyIndex, RowSink,
+    SqlValue, Status, SyncCount, SyncCursor, SyncDue,
 };
 pub use leases::{LeaseHolder, LeaseOutcome};
 pub use plugins::PluginRow;
+pub use retention::{RetentionCandidate, RetentionCursor};
 
 /// Migrations in order; `PRAGMA user_version` is the number applied.
-/// Migration 1 is the first published schema (`schema.sql`); later ones will
-/// be separate files and `schema.sql` their snapshot.
+/// Migration 1 is the first published schema; `schema.sql` at the root is
+/// the snapshot of them all (a test fails if they drift).
 const MIGRATIONS: &[&str] = &[include_str!("../../../schema.sql")];
 
 /// How long a statement waits for another connection's lock.
