@@ -9,6 +9,7 @@
 
 mod files;
 mod inspect;
+mod jobs;
 mod leases;
 mod plugins;
 mod retention;
@@ -26,6 +27,9 @@ pub use inspect::{
     DestinationId, EntityId, Failure, FileCount, LeaseStatus, QueryPlan, ReadOnlyIndex, RowSink,
     SqlValue, Status, SyncCount, SyncCursor, SyncDue,
 };
+pub use jobs::{
+    CancelOutcome, Enqueued, Finish, JobCounts, JobId, JobRow, JobState, NewJob, RetryOutcome,
+};
 pub use leases::{LeaseHolder, LeaseOutcome};
 pub use plugins::PluginRow;
 pub use retention::{RetentionCandidate, RetentionCursor};
@@ -33,7 +37,10 @@ pub use retention::{RetentionCandidate, RetentionCursor};
 /// Migrations in order; `PRAGMA user_version` is the number applied.
 /// Migration 1 is the first published schema; `schema.sql` at the root is
 /// the snapshot of them all (a test fails if they drift).
-const MIGRATIONS: &[&str] = &[include_str!("../../../schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/001_initial.sql"),
+    include_str!("migrations/002_jobs.sql"),
+];
 
 /// How long a statement waits for another connection's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -168,8 +175,8 @@ mod tests {
     fn opening_twice_applies_the_schema_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.sqlite");
-        assert_eq!(Index::open(&path).unwrap().schema_version().unwrap(), 1);
-        assert_eq!(Index::open(&path).unwrap().schema_version().unwrap(), 1);
+        assert_eq!(Index::open(&path).unwrap().schema_version().unwrap(), 2);
+        assert_eq!(Index::open(&path).unwrap().schema_version().unwrap(), 2);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use anyhow::Context;
 use rusqlite::Connection;
 
 use super::{ReadOnlyIndex, count};
-use crate::index::Index;
+use crate::index::{Index, JobCounts};
 
 /// What `wharf status` shows.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +23,8 @@ pub struct Status {
     pub latest_failures: Vec<Failure>,
     /// Every lease, by name.
     pub leases: Vec<LeaseStatus>,
+    /// Jobs queued, running and failed for good.
+    pub jobs: JobCounts,
 }
 
 /// Files of one state and kind.
@@ -165,5 +167,6 @@ fn status(db: &Connection, now_ms: i64) -> rusqlite::Result<Status> {
         failures,
         latest_failures,
         leases,
+        jobs: crate::index::jobs::job_counts(db)?,
     })
 }

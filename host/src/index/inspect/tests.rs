@@ -414,6 +414,14 @@ fn status_counts_files_backlog_failures_and_leases() {
             .map(|l| (l.name.as_str(), l.stale))
             .collect();
         assert_eq!(leases, [("gc", true), ("sync", false)]);
+        assert_eq!(
+            status.jobs,
+            crate::index::JobCounts {
+                queued: 0,
+                running: 0,
+                failed: 1
+            }
+        );
     }
 }
 
