@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod fsck;
 pub mod index;
 pub mod ingest;
+pub mod jobs;
 pub mod lease;
 pub mod plugins;
 pub mod runtime;

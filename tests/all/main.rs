@@ -7,6 +7,7 @@ mod fsck;
 mod http;
 mod ingest;
 mod inspect;
+mod jobs;
 mod lease;
 mod sandbox;
 mod support;

@@ -121,6 +121,44 @@ impl Index {
     }
 }
 
+/// Tells whether anything was committed to the index, by any connection or
+/// process, since it last looked: `PRAGMA data_version` on a connection of
+/// its own, which costs no disk read. The job claimer polls it when idle.
+pub struct ChangeWatch {
+    connection: Connection,
+    version: i64,
+}
+
+impl std::fmt::Debug for ChangeWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeWatch")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChangeWatch {
+    /// Whether a commit happened since the last call (or since `watch`).
+    pub fn changed(&mut self) -> anyhow::Result<bool> {
+        let version: i64 = self
+            .connection
+            .pragma_query_value(None, "data_version", |row| row.get(0))?;
+        Ok(std::mem::replace(&mut self.version, version) != version)
+    }
+}
+
+impl Index {
+    /// A [`ChangeWatch`] on this index.
+    pub fn watch(&self) -> anyhow::Result<ChangeWatch> {
+        let connection = open_read_only(&self.path)?;
+        let version = connection.pragma_query_value(None, "data_version", |row| row.get(0))?;
+        Ok(ChangeWatch {
+            connection,
+            version,
+        })
+    }
+}
+
 /// Opens the index read-only, for inspection while the daemon writes.
 pub fn open_read_only(path: &Path) -> anyhow::Result<Connection> {
     if !path.exists() {
