@@ -232,15 +232,28 @@ impl Index {
         only: Option<JobId>,
     ) -> anyhow::Result<Option<JobRow>> {
         let kinds = serde_json::to_string(kinds)?;
-        self.write(|tx| match only {
-            Some(id) => tx
-                .prepare_cached(&format!("{CLAIM_ONE}{COLUMNS}"))?
-                .query_row(params![owner, now_ms, lease_ms, id.0], job_row)
-                .optional(),
-            None => tx
-                .prepare_cached(&format!("{CLAIM}{COLUMNS}"))?
-                .query_row(params![owner, now_ms, lease_ms, kinds], job_row)
-                .optional(),
+        self.write(|tx| claim_row(tx, owner, &kinds, now_ms, lease_ms, only))
+    }
+
+    /// [`Index::finish_job`], then, in the same transaction, a claim as
+    /// [`Index::claim_job`] for the worker that just became free: one
+    /// transaction per job instead of two.
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish_and_claim_job(
+        &self,
+        id: JobId,
+        owner: &str,
+        finish: &Finish,
+        now_ms: i64,
+        kinds: &[String],
+        lease_ms: i64,
+        only: Option<JobId>,
+    ) -> anyhow::Result<(bool, Option<JobRow>)> {
+        let kinds = serde_json::to_string(kinds)?;
+        self.write(|tx| {
+            let finished = finish_row(tx, id, owner, finish, now_ms)?;
+            let next = claim_row(tx, owner, &kinds, now_ms, lease_ms, only)?;
+            Ok((finished, next))
         })
     }
 
@@ -527,6 +540,26 @@ fn enqueue(tx: &Transaction<'_>, job: &NewJob, now_ms: i64) -> rusqlite::Result<
     Ok(Enqueued::Queued(id))
 }
 
+fn claim_row(
+    tx: &Transaction<'_>,
+    owner: &str,
+    kinds: &str,
+    now_ms: i64,
+    lease_ms: i64,
+    only: Option<JobId>,
+) -> rusqlite::Result<Option<JobRow>> {
+    match only {
+        Some(id) => tx
+            .prepare_cached(&format!("{CLAIM_ONE}{COLUMNS}"))?
+            .query_row(params![owner, now_ms, lease_ms, id.0], job_row)
+            .optional(),
+        None => tx
+            .prepare_cached(&format!("{CLAIM}{COLUMNS}"))?
+            .query_row(params![owner, now_ms, lease_ms, kinds], job_row)
+            .optional(),
+    }
+}
+
 fn finish_row(
     tx: &Transaction<'_>,
     id: JobId,
@@ -534,19 +567,23 @@ fn finish_row(
     finish: &Finish,
     now_ms: i64,
 ) -> rusqlite::Result<bool> {
-    let changed = match finish {
-        Finish::Done => tx.execute(
-            "UPDATE jobs SET state = 'done', finished_ms = ?3, lease_expires_ms = NULL, last_error = NULL
-             WHERE id = ?1 AND owner = ?2 AND state = 'running'",
-            params![id.0, owner, now_ms],
-        )?,
+    // `rerun` as it was when the job ended, or None if it was not ours.
+    let rerun: Option<i64> = match finish {
+        Finish::Done => tx
+            .prepare_cached(
+                "UPDATE jobs SET state = 'done', finished_ms = ?3, lease_expires_ms = NULL, last_error = NULL
+                 WHERE id = ?1 AND owner = ?2 AND state = 'running' RETURNING rerun",
+            )?
+            .query_row(params![id.0, owner, now_ms], |row| row.get(0))
+            .optional()?,
         Finish::Failed { error } | Finish::Cancelled { error } => {
             let state = if matches!(finish, Finish::Failed { .. }) { "failed" } else { "cancelled" };
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE jobs SET state = ?4, finished_ms = ?3, lease_expires_ms = NULL, last_error = ?5
-                 WHERE id = ?1 AND owner = ?2 AND state = 'running'",
-                params![id.0, owner, now_ms, state, error],
+                 WHERE id = ?1 AND owner = ?2 AND state = 'running' RETURNING rerun",
             )?
+            .query_row(params![id.0, owner, now_ms, state, error], |row| row.get(0))
+            .optional()?
         }
         // A retry is a run of its own, so it answers a pending rerun too.
         Finish::Retry { at_ms, error } => {
@@ -566,8 +603,10 @@ fn finish_row(
             )? == 1);
         }
     };
-    if changed == 0 {
-        return Ok(false);
+    match rerun {
+        None => return Ok(false),
+        Some(0) => return Ok(true),
+        Some(_) => {}
     }
     // One more run for the triggers that came while this one ran.
     tx.execute(

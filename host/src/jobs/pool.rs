@@ -302,9 +302,15 @@ fn claimer(shared: &Shared, offered: Receiver<SyncSender<JobRow>>) {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, Arc::new(AtomicBool::new(false)));
-        if let Err(mpsc::SendError(job)) = worker.send(job) {
+        if worker.send(job).is_err() {
             // The worker is gone: give the job back at once.
-            shared.record(&job, &Finish::Released);
+            if let Err(error) =
+                shared
+                    .index
+                    .finish_job(id, &shared.owner, &Finish::Released, now_ms())
+            {
+                tracing::warn!(job_id = id.0, error = %format!("{error:#}"), "cannot give a job back; it runs once its lease expires");
+            }
             shared.forget(id);
         }
     }
@@ -327,13 +333,20 @@ fn worker(shared: &Shared, offers: &SyncSender<SyncSender<JobRow>>) {
         }
     }
     let _alive = Alive(&shared.alive_workers);
+    let mut next = None;
     loop {
-        let (give, take) = mpsc::sync_channel(1);
-        if offers.send(give).is_err() {
-            return;
-        }
-        let Ok(job) = take.recv() else { return };
-        shared.run(job);
+        let job = match next.take() {
+            Some(job) => job,
+            None => {
+                let (give, take) = mpsc::sync_channel(1);
+                if offers.send(give).is_err() {
+                    return;
+                }
+                let Ok(job) = take.recv() else { return };
+                job
+            }
+        };
+        next = shared.run(job);
     }
 }
 
@@ -456,8 +469,9 @@ impl Shared {
             .remove(&id);
     }
 
-    /// Runs one job on this worker thread and records how it ended.
-    fn run(&self, job: JobRow) {
+    /// Runs one job on this worker thread and records how it ended; returns
+    /// the next job, claimed for this worker in the same transaction.
+    fn run(&self, job: JobRow) -> Option<JobRow> {
         let cancel = self
             .running
             .lock()
@@ -504,10 +518,13 @@ impl Shared {
             Finish::Cancelled { .. } => tracing::info!(elapsed_ms, "job cancelled"),
             Finish::Released => tracing::info!(elapsed_ms, "job stopped by shutdown; queued again"),
         }
-        self.record(&job, &finish);
+        let next = self.record(&job, &finish);
         self.forget(job.id);
-        // The end of a job may have queued another (a rerun).
-        self.wake();
+        if next.is_none() {
+            // The end of a job may have queued another (a rerun).
+            self.wake();
+        }
+        next
     }
 
     fn decide(
@@ -556,18 +573,42 @@ impl Shared {
         }
     }
 
-    /// Records a job's end, retrying a few times: if it cannot be recorded,
-    /// the job's lease runs out and it is recovered and run again.
-    fn record(&self, job: &JobRow, finish: &Finish) {
+    /// Records a job's end and, unless the pool is stopping, claims the
+    /// next job for this worker in the same transaction. Retries a few
+    /// times: if the end cannot be recorded, the job's lease runs out and it
+    /// is recovered and run again.
+    fn record(&self, job: &JobRow, finish: &Finish) -> Option<JobRow> {
         for attempt in 1..=3 {
-            match self.index.finish_job(job.id, &self.owner, finish, now_ms()) {
-                Ok(true) => return,
-                Ok(false) => {
-                    tracing::warn!(
-                        job_id = job.id.0,
-                        "the job's lease was taken over while it ran; its end is not recorded"
-                    );
-                    return;
+            let result = if self.stop_claiming.load(Ordering::SeqCst) {
+                self.index
+                    .finish_job(job.id, &self.owner, finish, now_ms())
+                    .map(|finished| (finished, None))
+            } else {
+                self.index.finish_and_claim_job(
+                    job.id,
+                    &self.owner,
+                    finish,
+                    now_ms(),
+                    &self.kinds,
+                    self.lease_ms(),
+                    self.settings.only,
+                )
+            };
+            match result {
+                Ok((finished, next)) => {
+                    if !finished {
+                        tracing::warn!(
+                            job_id = job.id.0,
+                            "the job's lease was taken over while it ran; its end is not recorded"
+                        );
+                    }
+                    if let Some(next) = &next {
+                        self.running
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(next.id, Arc::new(AtomicBool::new(false)));
+                    }
+                    return next;
                 }
                 Err(error) if attempt < 3 => {
                     tracing::warn!(job_id = job.id.0, error = %format!("{error:#}"), "cannot record the job's end; retrying");
@@ -580,6 +621,7 @@ impl Shared {
                 ),
             }
         }
+        None
     }
 }
 
