@@ -3,7 +3,8 @@
 -- the views at the end are the documented entry points for inspection.
 -- Times are milliseconds since the Unix epoch (UTC), in INTEGER columns named
 -- `*_ms`. Paths are relative to the data directory. This file is the snapshot
--- of the latest migration.
+-- of the latest migration (host/src/index/migrations/, applied in order by
+-- `PRAGMA user_version`); a test fails if the two drift.
 -- Every query lives in host/src/index/; the indexes below are named after the
 -- query they serve, and `cargo bench -p wharf --bench index` prints their
 -- query plans on a 1,000,000-file index (see BENCHMARKS.md).
@@ -107,23 +108,42 @@ CREATE INDEX sync_status_backlog ON sync_status (next_attempt_ms, file_id, desti
 -- re-queueing what a dead daemon left in progress.
 CREATE INDEX sync_status_in_progress ON sync_status (destination_id) WHERE state = 'in_progress';
 
--- The one queue for everything the workers do.
+-- The one queue for everything the workers do. States:
+--   queued     waiting for a worker, due at next_attempt_ms (a retry waits out its backoff);
+--   running    claimed by `owner` (host~scope:pid:start:instance), whose
+--              lease (lease_expires_ms) its heartbeat renews;
+--   done       finished; failed: failed for good (last_error), listed in `failures`;
+--   cancelled  cancelled by a user, or absorbed by another job (last_error says which).
 CREATE TABLE jobs (
-    id               INTEGER PRIMARY KEY,
-    kind             TEXT    NOT NULL CHECK (kind IN ('ingest', 'export', 'sync', 'retention', 'gc')),
-    unique_key       TEXT,                              -- single-flight: one live job per key
-    payload          TEXT    NOT NULL DEFAULT '{}',     -- JSON
-    state            TEXT    NOT NULL DEFAULT 'queued'
-                     CHECK (state IN ('queued', 'running', 'done', 'failed')),
-    attempts         INTEGER NOT NULL DEFAULT 0,
-    next_attempt_ms  INTEGER NOT NULL,
-    owner            TEXT,                              -- lease holder while running
-    last_error       TEXT,
-    created_ms       INTEGER NOT NULL,
-    finished_ms      INTEGER
+    id                INTEGER PRIMARY KEY,
+    kind              TEXT    NOT NULL,                 -- ingest | export | sync | retention | gc | ...
+    unique_key        TEXT,                             -- single-flight: one live job per key
+    payload           TEXT    NOT NULL DEFAULT '{}',    -- JSON
+    state             TEXT    NOT NULL DEFAULT 'queued'
+                      CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+    attempts          INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    max_attempts      INTEGER NOT NULL DEFAULT 5 CHECK (max_attempts >= 1),
+    next_attempt_ms   INTEGER NOT NULL,
+    owner             TEXT,                             -- the claiming process while running
+    lease_expires_ms  INTEGER,                          -- while running; renewed by the owner's heartbeat
+    rerun             INTEGER NOT NULL DEFAULT 0 CHECK (rerun IN (0, 1)),      -- one more run follows this one
+    cancel_requested  INTEGER NOT NULL DEFAULT 0 CHECK (cancel_requested IN (0, 1)),
+    progress          INTEGER,                          -- work done, in the handler's unit
+    progress_total    INTEGER,
+    last_error        TEXT,
+    created_ms        INTEGER NOT NULL,
+    started_ms        INTEGER,                          -- when the last attempt started
+    finished_ms       INTEGER
 );
+-- Single-flight: at most one queued or running job per key, race-free
+-- across processes (the insert of a second one fails).
 CREATE UNIQUE INDEX jobs_single_flight ON jobs (unique_key) WHERE unique_key IS NOT NULL AND state IN ('queued', 'running');
-CREATE INDEX jobs_ready ON jobs (state, next_attempt_ms);
+-- The claim: the due queued jobs in (next attempt, id) order.
+CREATE INDEX jobs_ready ON jobs (next_attempt_ms, id) WHERE state = 'queued';
+-- Heartbeats and crash recovery: the running jobs, by owner.
+CREATE INDEX jobs_running ON jobs (owner) WHERE state = 'running';
+-- Status and the failures view.
+CREATE INDEX jobs_failed ON jobs (finished_ms) WHERE state = 'failed';
 
 -- The plugins the daemon loaded, as pinned.
 CREATE TABLE plugins (

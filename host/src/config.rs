@@ -15,6 +15,7 @@ use crate::runtime::{Allocator, Limits, RuntimeConfig, validate_limits};
 pub struct Config {
     pub plugins: PluginsConfig,
     pub ingest: IngestConfig,
+    pub jobs: JobsConfig,
 }
 
 /// `[plugins]`: the sandbox every plugin call runs in.
@@ -78,6 +79,97 @@ impl Default for IngestConfig {
             max_file_size_bytes: 1 << 40,
             scan_interval_ms: 5_000,
             hash_threads: 0,
+        }
+    }
+}
+
+/// `[jobs]`: the queue, the scheduler and the worker pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Worker threads running jobs; 0 means half the cores, at least one
+    /// (default 0).
+    pub workers: u32,
+    /// Attempts of a job before a transient failure becomes terminal
+    /// (default 5).
+    pub max_attempts: u32,
+    /// Delay before the first retry, in milliseconds; it doubles with each
+    /// attempt, with jitter (default 200).
+    pub backoff_base_ms: u64,
+    /// Longest delay between retries, in milliseconds (default 3600000, one hour).
+    pub backoff_cap_ms: u64,
+    /// Lease of a running job (and of the daemon on its data directory), in
+    /// milliseconds; renewed every third of it, so it only runs out when its
+    /// holder stopped (default 30000).
+    pub lease_ttl_ms: u64,
+    /// On SIGTERM, how long running jobs may finish before they are
+    /// cancelled and left queued for the next start, in milliseconds
+    /// (default 10000).
+    pub drain_timeout_ms: u64,
+    /// Offset between the periodic schedules of different kinds, so they do
+    /// not fire together, in milliseconds (default 1000).
+    pub stagger_ms: u64,
+    /// How often a full cleanup (retention, then GC) is scheduled, in
+    /// milliseconds; it runs once a retention handler is registered
+    /// (default 3600000).
+    pub cleanup_interval_ms: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            workers: 0,
+            max_attempts: 5,
+            backoff_base_ms: 200,
+            backoff_cap_ms: 3_600_000,
+            lease_ttl_ms: 30_000,
+            drain_timeout_ms: 10_000,
+            stagger_ms: 1_000,
+            cleanup_interval_ms: 3_600_000,
+        }
+    }
+}
+
+impl JobsConfig {
+    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+    fn validate(&self) -> Result<(), String> {
+        let ranges: [(&str, u64, u64, u64); 7] = [
+            ("workers", u64::from(self.workers), 0, 1024),
+            ("max_attempts", u64::from(self.max_attempts), 1, 1000),
+            ("backoff_base_ms", self.backoff_base_ms, 1, Self::DAY_MS),
+            ("backoff_cap_ms", self.backoff_cap_ms, 1, 7 * Self::DAY_MS),
+            ("lease_ttl_ms", self.lease_ttl_ms, 300, Self::DAY_MS),
+            ("drain_timeout_ms", self.drain_timeout_ms, 0, Self::DAY_MS),
+            ("stagger_ms", self.stagger_ms, 0, Self::DAY_MS),
+        ];
+        for (key, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(format!(
+                    "jobs.{key} = {value} must be between {min} and {max}"
+                ));
+            }
+        }
+        if self.backoff_cap_ms < self.backoff_base_ms {
+            return Err(format!(
+                "jobs.backoff_cap_ms = {} must be at least jobs.backoff_base_ms = {}",
+                self.backoff_cap_ms, self.backoff_base_ms
+            ));
+        }
+        if !(1000..=7 * Self::DAY_MS).contains(&self.cleanup_interval_ms) {
+            return Err(format!(
+                "jobs.cleanup_interval_ms = {} must be between 1000 and 604800000 (a week)",
+                self.cleanup_interval_ms
+            ));
+        }
+        Ok(())
+    }
+
+    /// Worker threads to run: `workers`, or half the cores, at least one.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1),
+            n => n as usize,
         }
     }
 }
@@ -158,7 +250,8 @@ impl Config {
         }
         validate_limits(&self.plugin_limits(), plugins.max_memory_bytes)
             .map_err(|err| format!("plugins.{err}"))?;
-        self.ingest.validate()
+        self.ingest.validate()?;
+        self.jobs.validate()
     }
 
     /// The limits every plugin gets unless its manifest says otherwise.
@@ -278,6 +371,21 @@ mod tests {
             let err = Config::parse(text).unwrap_err().to_string();
             assert!(err.contains(&format!("ingest.{key}")), "{text}: {err}");
         }
+        for (text, key) in [
+            ("[jobs]\nmax_attempts = 0", "max_attempts"),
+            ("[jobs]\nbackoff_base_ms = 0", "backoff_base_ms"),
+            (
+                "[jobs]\nbackoff_cap_ms = 100\nbackoff_base_ms = 200",
+                "backoff_cap_ms",
+            ),
+            ("[jobs]\nlease_ttl_ms = 10", "lease_ttl_ms"),
+            ("[jobs]\nworkers = 100000", "workers"),
+            ("[jobs]\ncleanup_interval_ms = 5", "cleanup_interval_ms"),
+        ] {
+            let err = Config::parse(text).unwrap_err().to_string();
+            assert!(err.contains(&format!("jobs.{key}")), "{text}: {err}");
+        }
+        assert!(JobsConfig::default().worker_count() >= 1);
         let err = Config::parse("[plugins]\ntimeout_ms = -1")
             .unwrap_err()
             .to_string();

@@ -1,44 +1,76 @@
-//! `wharf run`: opens the data directory, the index and the plugins, and
-//! serves until shutdown. Later the scheduler and workers start here.
+//! `wharf run`: one daemon per data directory (a lease on it; a second one
+//! names the first's pid and exits), the index, the plugins, and the jobs
+//! engine: a worker pool running the registered job kinds and a scheduler
+//! enqueuing them (at startup, periodically per kind with a stagger, on
+//! SIGUSR1 a full cleanup).
 //!
 //! SIGHUP reloads the configuration and the plugins atomically: the new set
 //! replaces the old one only if everything in it loaded; otherwise the last
 //! good set stays and the errors are logged. A reload also lifts quarantines.
 //!
-//! Every `[ingest] scan_interval_ms` the inbox is scanned on a blocking
-//! thread, one scan at a time; shutdown cancels a running scan (files not
-//! finished stay in the inbox) and waits for it.
+//! SIGTERM drains: no new job is claimed, running jobs may finish until
+//! `[jobs] drain_timeout_ms`, then they are cancelled and queued again for
+//! the next start.
 
-use std::collections::HashSet;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::mpsc::Receiver;
-use tokio::task::JoinHandle;
-use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::config::Config;
 use crate::index::{Index, now_ms};
-use crate::ingest::{self, IngestOptions, Outcome, Report};
+use crate::jobs::{
+    self, Handlers, Pool, PoolSettings, Queue, Request, Schedule, Scheduler, Trigger, Waker,
+};
+use crate::lease::{self, Lease, LeaseError};
 use crate::plugins::{self, LoadReport};
 use crate::runtime::Runtime;
 use crate::store::DataDir;
 
-/// What makes the daemon reload or stop.
+/// What makes the daemon reload, clean up or stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
     Reload,
+    /// SIGUSR1: a full cleanup (retention, then GC).
+    FullCleanup,
     Shutdown,
 }
 
-/// Runs the daemon until `signals` yields `Shutdown` or closes.
+/// The lease that makes one daemon per data directory.
+pub const DAEMON_LEASE: &str = "daemon";
+
+/// Why the daemon did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(
+        "another wharf daemon (pid {pid}) is running on {data_dir} (lease holder {holder}); stop it first \
+         (kill -TERM {pid}) or use another --data-dir"
+    )]
+    AlreadyRunning {
+        pid: String,
+        holder: String,
+        data_dir: String,
+    },
+}
+
+/// Runs the daemon with the built-in job kinds until `signals` yields
+/// `Shutdown` or closes.
 pub async fn run(
     data_dir: DataDir,
     config: Config,
+    signals: Receiver<Signal>,
+) -> anyhow::Result<()> {
+    run_with(data_dir, config, signals, Handlers::new()).await
+}
+
+/// As [`run`], with `extra` handlers registered beside the built-in ones
+/// (they win on a shared kind).
+pub async fn run_with(
+    data_dir: DataDir,
+    config: Config,
     mut signals: Receiver<Signal>,
+    extra: Handlers,
 ) -> anyhow::Result<()> {
     data_dir.create().with_context(|| {
         format!(
@@ -49,33 +81,78 @@ pub async fn run(
     let index = Index::open(&data_dir.index_path())
         .with_context(|| format!("cannot open the index {}", data_dir.index_path().display()))?;
     let index = Arc::new(index);
+    let daemon_lease = {
+        let (index, data_dir, ttl) = (
+            index.clone(),
+            data_dir.clone(),
+            Duration::from_millis(config.jobs.lease_ttl_ms),
+        );
+        tokio::task::spawn_blocking(move || acquire_daemon_lease(index, &data_dir, ttl)).await??
+    };
     let runtime = Runtime::new(config.runtime_config(&data_dir.compiled_cache_dir()))?;
-    let mut config = config;
     let mut loaded = load(&runtime, &config, &data_dir, &index)?;
     for error in &loaded.errors {
         tracing::error!(error = %error, "plugin not loaded");
     }
+    let shared_config = Arc::new(RwLock::new(config.clone()));
+    let mut handlers =
+        jobs::standard_handlers(data_dir.clone(), index.clone(), shared_config.clone());
+    handlers.extend(extra);
+    let queue = Queue::new(index.clone(), &config.jobs);
+    let pool = {
+        let (index, owner, handlers, settings) = (
+            index.clone(),
+            daemon_lease.owner().to_owned(),
+            handlers.clone(),
+            PoolSettings::from_config(&config.jobs),
+        );
+        tokio::task::spawn_blocking(move || Pool::start(index, owner, handlers, settings)).await??
+    };
+    let waker = pool.waker();
     tracing::info!(
         data_dir = %data_dir.root().display(),
         plugins = loaded.registry.len(),
         pid = std::process::id(),
-        "wharf running; send SIGHUP to reload plugins, SIGTERM to stop"
+        "wharf running; SIGHUP reloads plugins, SIGUSR1 runs a full cleanup, SIGTERM stops"
     );
-    let mut inbox = Inbox::new(data_dir.clone(), index.clone());
-    let mut ticks = scan_interval(&config);
+    let mut startup = vec![Request::ingest()];
+    if handlers.contains(jobs::RETENTION) {
+        startup.push(Request::full_cleanup());
+    }
+    for request in startup {
+        trigger(&queue, &waker, request, Trigger::Startup).await;
+    }
+    let mut config = config;
+    let mut scheduler = Scheduler::new(
+        schedules(&config, &handlers),
+        stagger(&config),
+        Instant::now(),
+    );
     loop {
+        let next = scheduler
+            .next_wake()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             signal = signals.recv() => match signal.unwrap_or(Signal::Shutdown) {
                 Signal::Shutdown => break,
+                Signal::FullCleanup => {
+                    if !handlers.contains(jobs::RETENTION) {
+                        tracing::warn!("full cleanup queued, but no retention handler is registered yet; it waits in the queue");
+                    }
+                    trigger(&queue, &waker, Request::full_cleanup(), Trigger::Signal).await;
+                }
                 Signal::Reload => match reload(&runtime, &data_dir, &index) {
                     Ok((new_config, report)) => {
                         tracing::info!(
                             plugins = report.registry.len(),
                             "configuration and plugins reloaded"
                         );
-                        if new_config.ingest.scan_interval_ms != config.ingest.scan_interval_ms {
-                            ticks = scan_interval(&new_config);
+                        if schedules(&new_config, &handlers) != schedules(&config, &handlers)
+                            || new_config.jobs.stagger_ms != config.jobs.stagger_ms
+                        {
+                            scheduler = Scheduler::new(schedules(&new_config, &handlers), stagger(&new_config), Instant::now());
                         }
+                        *shared_config.write().unwrap_or_else(PoisonError::into_inner) = new_config.clone();
                         config = new_config;
                         loaded = report;
                     }
@@ -84,125 +161,78 @@ pub async fn run(
                     }
                 },
             },
-            _ = ticks.tick(), if inbox.scan.is_none() => inbox.start(&config),
-            result = Inbox::finished(&mut inbox.scan) => {
-                inbox.scan = None;
-                inbox.log(result);
+            () = tokio::time::sleep_until(next.into()) => {
+                for request in scheduler.due(Instant::now()) {
+                    trigger(&queue, &waker, request, Trigger::Periodic).await;
+                }
             }
         }
     }
-    inbox.stop().await;
+    let deadline = Duration::from_millis(config.jobs.drain_timeout_ms);
+    tracing::info!(
+        deadline_ms = config.jobs.drain_timeout_ms,
+        "draining running jobs"
+    );
+    let drained = tokio::task::spawn_blocking(move || pool.drain(deadline))
+        .await
+        .context("the job pool panicked while draining")?;
+    drop(daemon_lease);
     tracing::info!(
         plugins = loaded.registry.len(),
-        quarantine_after = config.plugins.quarantine_after,
+        cancelled = drained.cancelled,
+        stuck = drained.stuck,
         "wharf stopped"
     );
     Ok(())
 }
 
-fn scan_interval(config: &Config) -> Interval {
-    let period = Duration::from_millis(config.ingest.scan_interval_ms.max(1));
-    let mut ticks = tokio::time::interval(period);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    ticks
-}
-
-/// The inbox scans: at most one at a time, on a blocking thread.
-struct Inbox {
-    data_dir: DataDir,
+fn acquire_daemon_lease(
     index: Arc<Index>,
-    scan: Option<JoinHandle<anyhow::Result<Report>>>,
-    cancel: Arc<AtomicBool>,
-    /// Failures the last scan logged, so each is logged once, not every scan.
-    failures: HashSet<(PathBuf, String)>,
+    data_dir: &DataDir,
+    ttl: Duration,
+) -> anyhow::Result<Lease> {
+    match Lease::acquire(index, DAEMON_LEASE, ttl, Duration::ZERO) {
+        Ok(lease) => Ok(lease),
+        Err(LeaseError::Timeout { holder, .. }) => Err(DaemonError::AlreadyRunning {
+            pid: lease::holder_pid(&holder)
+                .map_or_else(|| "unknown".to_owned(), |pid| pid.to_string()),
+            holder,
+            data_dir: data_dir.root().display().to_string(),
+        }
+        .into()),
+        Err(LeaseError::Index(error)) => Err(error.context("cannot take the daemon lease")),
+    }
 }
 
-impl Inbox {
-    fn new(data_dir: DataDir, index: Arc<Index>) -> Inbox {
-        Inbox {
-            data_dir,
-            index,
-            scan: None,
-            cancel: Arc::new(AtomicBool::new(false)),
-            failures: HashSet::new(),
-        }
+/// The periodic schedules of the registered kinds.
+fn schedules(config: &Config, handlers: &Handlers) -> Vec<Schedule> {
+    let mut schedules = vec![Schedule {
+        request: Request::ingest(),
+        every: Duration::from_millis(config.ingest.scan_interval_ms),
+    }];
+    if handlers.contains(jobs::RETENTION) {
+        schedules.push(Schedule {
+            request: Request::full_cleanup(),
+            every: Duration::from_millis(config.jobs.cleanup_interval_ms),
+        });
     }
+    schedules
+}
 
-    fn start(&mut self, config: &Config) {
-        let mut options = IngestOptions::new(&config.ingest);
-        options.cancel = self.cancel.clone();
-        let (data_dir, index) = (self.data_dir.clone(), self.index.clone());
-        self.scan = Some(tokio::task::spawn_blocking(move || {
-            ingest::scan_inbox(&data_dir, &index, &options)
-        }));
-    }
+fn stagger(config: &Config) -> Duration {
+    Duration::from_millis(config.jobs.stagger_ms)
+}
 
-    /// Waits for the running scan; never completes when none runs.
-    async fn finished(
-        scan: &mut Option<JoinHandle<anyhow::Result<Report>>>,
-    ) -> anyhow::Result<Report> {
-        match scan.as_mut() {
-            Some(handle) => handle.await.context("the inbox scan panicked")?,
-            None => std::future::pending().await,
+/// Enqueues off the async threads, then wakes the pool.
+async fn trigger(queue: &Queue, waker: &Waker, request: Request, trigger: Trigger) {
+    let queue = queue.clone();
+    let kind = request.kind.clone();
+    match tokio::task::spawn_blocking(move || queue.enqueue(&request, trigger)).await {
+        Ok(Ok(_)) => waker.wake(),
+        Ok(Err(error)) => {
+            tracing::error!(kind = %kind, trigger = %trigger, error = %format!("{error:#}"), "cannot enqueue a job")
         }
-    }
-
-    fn log(&mut self, result: anyhow::Result<Report>) {
-        let report = match result {
-            Ok(report) => report,
-            Err(error) => {
-                tracing::error!(error = %format!("{error:#}"), "inbox scan failed; retrying at the next scan");
-                return;
-            }
-        };
-        let counts = report.counts();
-        if counts.ingested > 0 {
-            tracing::info!(
-                files = counts.ingested,
-                bytes = counts.ingested_bytes,
-                duplicates = counts.duplicates,
-                skipped = counts.skipped,
-                failed = counts.failed,
-                "inbox files ingested"
-            );
-        }
-        let mut failures = HashSet::new();
-        for file in report.files {
-            match file.outcome {
-                Outcome::Ingested { ref path, .. } => {
-                    tracing::debug!(source = %file.source.display(), path = %path, "ingested");
-                }
-                Outcome::Duplicate { ref path } => {
-                    let key = (file.source, format!("duplicate of {path}"));
-                    if !self.failures.contains(&key) {
-                        tracing::warn!(source = %key.0.display(), path = %path, "inbox file already in the store; left in the inbox");
-                    }
-                    failures.insert(key);
-                }
-                Outcome::Skipped(reason) => {
-                    tracing::debug!(source = %file.source.display(), reason = %reason, "inbox file skipped for now");
-                }
-                Outcome::Failed(reason) => {
-                    let key = (file.source, reason);
-                    if !self.failures.contains(&key) {
-                        tracing::warn!(source = %key.0.display(), error = %key.1, "inbox file not ingested");
-                    }
-                    failures.insert(key);
-                }
-            }
-        }
-        self.failures = failures;
-    }
-
-    /// Cancels a running scan and waits for it to wind down.
-    async fn stop(&mut self) {
-        self.cancel.store(true, Ordering::Relaxed);
-        if let Some(scan) = self.scan.take() {
-            match scan.await {
-                Ok(result) => self.log(result),
-                Err(error) => tracing::error!(error = %error, "the inbox scan panicked"),
-            }
-        }
+        Err(error) => tracing::error!(kind = %kind, error = %error, "enqueueing a job panicked"),
     }
 }
 

@@ -144,7 +144,12 @@ fn index_untracked(
         match file.outcome {
             Outcome::Ingested { path, .. } => report.indexed.push(path),
             Outcome::Duplicate { path } => report.indexed.push(path),
-            Outcome::Skipped(reason) | Outcome::Failed(reason) => {
+            Outcome::Skipped(skip) => {
+                report
+                    .untracked
+                    .push(format!("{} ({skip})", file.source.display()));
+            }
+            Outcome::Failed(reason) => {
                 report
                     .untracked
                     .push(format!("{} ({reason})", file.source.display()));

@@ -4,9 +4,19 @@
 //! expired, or held by a process of this host that no longer exists — is
 //! taken over.
 //!
-//! A holder is `host:pid:start-time`; the process start time (from
-//! `/proc/PID/stat`) tells a dead holder from a new process that reused its
-//! pid.
+//! A holder is `scope:pid:start:instance`. `scope` is the host name, the
+//! boot id and the PID namespace (`host~boot~pidns`): a pid means something
+//! only within one boot of one PID namespace, so only a holder of the same
+//! scope can be judged dead from its pid. `start` is the process start time
+//! (from `/proc/PID/stat`), which tells a dead holder from a new process
+//! that reused its pid, or `?` when it cannot be read; `instance` is random
+//! per process, so two processes never share an identity by accident.
+//!
+//! Architecture invariant: a holder is taken over before its lease expires
+//! only when it is provably dead: same scope, a known start time, `/proc`
+//! readable, and no process with that pid and start time. Anything else
+//! (another host, another namespace, an unreadable start time) waits for
+//! expiry.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,10 +50,26 @@ pub struct Lease {
     renewer: Option<JoinHandle<()>>,
 }
 
-/// This process as a lease holder: `host:pid:start-time`.
+/// This process as a lease holder: `scope:pid:start:instance`, the same
+/// for the whole life of the process.
 pub fn this_process() -> String {
-    let pid = std::process::id();
-    format!("{}:{pid}:{}", host_name(), start_time(pid).unwrap_or(0))
+    static IDENTITY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    IDENTITY
+        .get_or_init(|| {
+            let pid = std::process::id();
+            let start = start_time(pid).map_or_else(|| "?".to_owned(), |t| t.to_string());
+            format!("{}:{pid}:{start}:{:016x}", scope(), fastrand::u64(..))
+        })
+        .clone()
+}
+
+/// The pid in a holder's identity, to name it in a message.
+pub fn holder_pid(holder: &str) -> Option<u32> {
+    let parts: Vec<&str> = holder.rsplitn(4, ':').collect();
+    match parts.as_slice() {
+        [_instance, _start, pid, _scope] => pid.parse().ok(),
+        _ => None,
+    }
 }
 
 impl Lease {
@@ -174,26 +200,48 @@ impl Drop for Lease {
     }
 }
 
-/// A holder of this host whose process is gone (or whose pid now belongs to
-/// a process started at another time). Holders of other hosts are never
-/// judged dead here: their leases expire instead.
-fn holder_is_dead(holder: &str) -> bool {
-    let mut parts = holder.rsplitn(3, ':');
-    let (Some(start), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+/// A holder of this scope (host, boot, PID namespace) whose process is
+/// provably gone: no process with its pid, or one started at another time.
+/// Holders of another scope, with an unknown start time, or in an old
+/// format are never judged dead here: their leases expire instead.
+pub fn holder_is_dead(holder: &str) -> bool {
+    let parts: Vec<&str> = holder.rsplitn(4, ':').collect();
+    let [instance, start, pid, holder_scope] = parts.as_slice() else {
         return false;
     };
     let (Ok(start), Ok(pid)) = (start.parse::<u64>(), pid.parse::<u32>()) else {
         return false;
     };
-    if host != host_name() {
+    if instance.is_empty() || *holder_scope != scope() {
+        return false;
+    }
+    // Without a readable /proc nothing can be proven about another process.
+    if start_time(std::process::id()).is_none() {
         return false;
     }
     start_time(pid) != Some(start)
 }
 
+/// Where pids mean the same thing: host name, boot id, PID namespace.
+fn scope() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| id.trim().chars().take(8).collect::<String>())
+        .unwrap_or_else(|_| "?".to_owned());
+    let namespace = std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .and_then(|link| {
+            let link = link.to_string_lossy().into_owned();
+            link.strip_prefix("pid:[")
+                .and_then(|rest| rest.strip_suffix(']'))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "?".to_owned());
+    format!("{}~{boot}~{namespace}", host_name())
+}
+
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
+        .map(|name| name.trim().replace(':', "_"))
         .unwrap_or_else(|_| "localhost".to_owned())
 }
 
@@ -213,21 +261,37 @@ mod tests {
     #[test]
     fn this_process_is_alive_and_a_gone_or_reused_pid_is_dead() {
         let me = this_process();
+        assert_eq!(me, this_process(), "one identity per process");
         assert!(!holder_is_dead(&me), "{me}");
+        assert_eq!(holder_pid(&me), Some(std::process::id()));
         let pid = std::process::id();
         let start = start_time(pid).unwrap();
+        let here = scope();
         assert!(
-            holder_is_dead(&format!("{}:{pid}:{}", host_name(), start + 1)),
+            holder_is_dead(&format!("{here}:{pid}:{}:00ff", start + 1)),
             "pid reused by a later process"
         );
         assert!(
-            holder_is_dead(&format!("{}:{}:1", host_name(), u32::MAX - 1)),
+            holder_is_dead(&format!("{here}:{}:1:00ff", u32::MAX - 1)),
             "no such pid"
         );
-        assert!(
-            !holder_is_dead(&format!("other-host:{}:1", u32::MAX - 1)),
-            "other hosts expire instead"
-        );
-        assert!(!holder_is_dead("garbage"));
+    }
+
+    #[test]
+    fn a_holder_that_cannot_be_proven_dead_is_left_to_expire() {
+        let here = scope();
+        let gone = u32::MAX - 1;
+        for holder in [
+            format!("other-host~abc~123:{gone}:1:00ff"),
+            // The same host name on another machine or in another PID namespace.
+            format!("{}~other~boot:{gone}:1:00ff", host_name()),
+            // A holder whose start time could not be read.
+            format!("{here}:{gone}:?:00ff"),
+            // The old format, without scope details or instance.
+            format!("{}:{gone}:1", host_name()),
+            "garbage".to_owned(),
+        ] {
+            assert!(!holder_is_dead(&holder), "{holder}");
+        }
     }
 }

@@ -8,8 +8,11 @@ pub mod daemon;
 pub mod fsck;
 pub mod index;
 pub mod ingest;
+pub mod jobs;
 pub mod lease;
 pub mod plugins;
 pub mod runtime;
 pub mod scaffold;
 pub mod store;
+#[cfg(test)]
+mod tidy;

@@ -7,6 +7,7 @@ use std::path::Path;
 use crate::config::Config;
 use crate::index::PluginRow;
 use crate::runtime::{self, Registry, Runtime};
+use crate::store;
 
 /// The outcome of loading every plugin: what loaded, where each came from,
 /// and what did not load (one message per plugin, naming it).
@@ -45,7 +46,7 @@ pub fn load_all(runtime: &Runtime, config: &Config, plugins_dir: &Path) -> LoadR
     let (from_dir, manifest_errors) =
         runtime::read_plugin_dir(plugins_dir, limits, config.plugins.max_memory_bytes);
     for source in &from_dir {
-        let manifest = plugins_dir.join(format!("{}.toml", source.name));
+        let manifest = store::plugin_manifest_path(plugins_dir, &source.name);
         origins.insert(source.name.clone(), manifest.display().to_string());
     }
     sources.extend(from_dir);

@@ -24,6 +24,41 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The store's directory name, and the first component of every index path
+/// of a tracked file (`files/set/a.bin`).
+pub const FILES: &str = "files";
+
+/// The index path of a file stored directly under the store by `name`
+/// (`a.bin` → `files/a.bin`).
+pub fn stored_path(name: &str) -> String {
+    format!("{FILES}/{name}")
+}
+
+/// Whether an index path names a file in the store.
+pub fn is_stored_path(path: &str) -> bool {
+    path.strip_prefix(FILES)
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The first directory under the store in an index path, which names a
+/// file's entity by default (`files/set1/a.bin` → `set1`); none for a file
+/// directly in the store.
+pub fn entity_of(path: &str) -> Option<&str> {
+    let mut parts = path.split('/');
+    if parts.next() != Some(FILES) {
+        return None;
+    }
+    match (parts.next(), parts.next()) {
+        (Some(first), Some(_)) => Some(first),
+        _ => None,
+    }
+}
+
+/// The manifest of plugin `name` in a plugins directory.
+pub fn plugin_manifest_path(plugins_dir: &Path, name: &str) -> PathBuf {
+    plugins_dir.join(format!("{name}.toml"))
+}
+
 /// A data directory.
 #[derive(Debug, Clone)]
 pub struct DataDir {
@@ -64,7 +99,7 @@ impl DataDir {
     }
 
     pub fn files_dir(&self) -> PathBuf {
-        self.root.join("files")
+        self.root.join(FILES)
     }
 
     /// The real path of an index path such as `files/set/a.bin`.
@@ -252,6 +287,16 @@ mod tests {
         );
         assert_eq!(data.internal_area(&root.join("inbox/set/a.bin")), None);
         assert_eq!(data.internal_area(&root.with_file_name("elsewhere")), None);
+    }
+
+    #[test]
+    fn the_entity_is_the_first_directory_under_files() {
+        assert_eq!(entity_of("files/set1/a.bin"), Some("set1"));
+        assert_eq!(entity_of("files/set1/deep/a.bin"), Some("set1"));
+        assert_eq!(entity_of("files/a.bin"), None);
+        assert_eq!(entity_of("inbox/set1/a.bin"), None);
+        assert!(is_stored_path(&stored_path("a.bin")));
+        assert!(!is_stored_path("filesx/a.bin"));
     }
 
     #[test]

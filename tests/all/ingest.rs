@@ -77,16 +77,16 @@ fn outcome<'a>(report: &'a Report, source: &Path) -> &'a Outcome {
     &found[0].outcome
 }
 
-fn failed_with<'a>(report: &'a Report, source: &Path, needle: &str) -> &'a str {
+fn failed_with(report: &Report, source: &Path, needle: &str) -> String {
     match outcome(report, source) {
-        Outcome::Failed(reason) if reason.contains(needle) => reason,
+        Outcome::Failed(reason) if reason.to_string().contains(needle) => reason.to_string(),
         other => panic!("{source:?}: expected a failure mentioning {needle:?}, got {other:?}"),
     }
 }
 
-fn skipped_with<'a>(report: &'a Report, source: &Path, needle: &str) -> &'a str {
+fn skipped_with(report: &Report, source: &Path, needle: &str) -> String {
     match outcome(report, source) {
-        Outcome::Skipped(reason) if reason.contains(needle) => reason,
+        Outcome::Skipped(skip) if skip.to_string().contains(needle) => skip.to_string(),
         other => panic!("{source:?}: expected a skip mentioning {needle:?}, got {other:?}"),
     }
 }

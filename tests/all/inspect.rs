@@ -217,12 +217,13 @@ fn status_summarizes_files_failures_and_leases() {
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     for expected in [
-        "schema version 1",
+        "schema version 2",
         "files: 4 (650 B)",
         "  lost   capture      1  300 B",
         "  ready  capture      2  300 B",
         "  ready  export       1   50 B",
         "sync backlog: none",
+        "jobs: 0 queued, 0 running, 0 failed",
         "failures: none",
         "leases: 2 (1 stale)",
         "  retention  host:1:1  expired 59m ago (stale",

@@ -9,6 +9,7 @@ mod http;
 mod http_server;
 mod ingest;
 mod inspect;
+mod jobs;
 mod lease;
 mod sandbox;
 mod support;

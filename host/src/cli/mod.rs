@@ -5,6 +5,7 @@
 mod add;
 mod fsck;
 mod init;
+mod jobs;
 mod plugin;
 mod run;
 mod sql;
@@ -14,6 +15,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+pub use run::serve;
 
 use crate::config::Config;
 use crate::scaffold;
@@ -53,8 +56,28 @@ pub enum LogFormat {
 pub enum Command {
     /// Create the data directory, a wharf.toml with every default, and the index.
     Init,
-    /// Run the daemon until SIGTERM or Ctrl-C (SIGHUP reloads plugins).
+    /// Run the daemon until SIGTERM or Ctrl-C (SIGHUP reloads plugins,
+    /// SIGUSR1 queues a full cleanup). One daemon per data directory: a
+    /// second one names the first's pid and exits with 2.
     Run,
+    /// Queue an inbox scan (the `ingest` job) now.
+    ///
+    /// With --wait, follow it to its end with a progress bar; without a
+    /// daemon running, --wait runs it in this process. Exits with 1 if the
+    /// job failed or was cancelled.
+    Ingest {
+        /// Wait for the job to end.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// The job queue: list, show, retry or cancel jobs.
+    Jobs {
+        #[command(subcommand)]
+        command: Option<JobsCommand>,
+        /// `table` for people, `json` for scripts.
+        #[arg(long, value_enum, default_value_t = JobsFormat::Table, global = true)]
+        format: JobsFormat,
+    },
     /// Compare the index with the disk: missing files become `lost`, changed
     /// ones `corrupt`; untracked files are reported (indexed with --repair).
     /// Exits with 1 while problems remain.
@@ -125,6 +148,41 @@ pub enum SqlFormat {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// The newest jobs first (the default).
+    List {
+        /// Only jobs in this state: queued, running, done, failed, cancelled.
+        #[arg(long, value_parser = parse_job_state)]
+        state: Option<crate::index::JobState>,
+        /// How many jobs at most.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Every field of one job.
+    Show { id: i64 },
+    /// Queue a failed or cancelled job again, its attempts reset.
+    Retry { id: i64 },
+    /// Cancel a queued job, or ask the worker of a running one to stop it.
+    Cancel { id: i64 },
+}
+
+/// How `wharf jobs` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JobsFormat {
+    Table,
+    Json,
+}
+
+fn parse_job_state(text: &str) -> Result<crate::index::JobState, String> {
+    crate::index::JobState::ALL
+        .into_iter()
+        .find(|state| state.as_str() == text)
+        .ok_or_else(|| {
+            format!("{text:?} is not a job state: queued, running, done, failed or cancelled")
+        })
+}
+
+#[derive(Debug, Subcommand)]
 pub enum PluginCommand {
     /// List the plugins the daemon would load (exit code 1 if any fails to load).
     List,
@@ -174,6 +232,16 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Init => init::init(&data_dir, &config_path),
         Command::Run => run::run(data_dir, config()?),
+        Command::Ingest { wait } => jobs::ingest(&data_dir, &config()?, wait),
+        Command::Jobs { command, format } => match command.unwrap_or(JobsCommand::List {
+            state: None,
+            limit: 20,
+        }) {
+            JobsCommand::List { state, limit } => jobs::list(&data_dir, state, limit, format),
+            JobsCommand::Show { id } => jobs::show(&data_dir, id, format),
+            JobsCommand::Retry { id } => jobs::retry(&data_dir, id),
+            JobsCommand::Cancel { id } => jobs::cancel(&data_dir, id),
+        },
         Command::Status => status::status(&data_dir),
         Command::Sql { query, format } => sql::sql(&data_dir, &query, format),
         Command::Fsck { repair } => fsck::run(&data_dir, &config()?, repair),

@@ -1,5 +1,6 @@
 //! `wharf status`: a human summary of the index, read-only so it runs beside
-//! the daemon: files by state and kind, the sync backlog, failures, leases.
+//! the daemon: files by state and kind, the sync backlog, jobs, failures,
+//! leases.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -75,6 +76,14 @@ fn write_status(out: &mut impl Write, status: &Status) -> std::io::Result<()> {
         let header = ["destination", "state", "files", "bytes", "due now"];
         write_table(out, &header, &[false, false, true, true, true], rows)?;
     }
+
+    writeln!(
+        out,
+        "\njobs: {} queued, {} running, {} failed (wharf jobs list)",
+        thousands(status.jobs.queued),
+        thousands(status.jobs.running),
+        thousands(status.jobs.failed)
+    )?;
 
     if status.failures == 0 {
         writeln!(out, "\nfailures: none")?;
@@ -203,7 +212,7 @@ fn relative(at_ms: i64, now_ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::{Failure, FileCount, LeaseStatus, SyncCount};
+    use crate::index::{Failure, FileCount, JobCounts, LeaseStatus, SyncCount};
 
     #[test]
     fn numbers_and_times_read_well() {
@@ -259,6 +268,11 @@ mod tests {
                 expires_ms: 70_000,
                 stale: true,
             }],
+            jobs: JobCounts {
+                queued: 2,
+                running: 1,
+                failed: 1_000,
+            },
         };
         let mut out = Vec::new();
         write_status(&mut out, &status).unwrap();
@@ -269,6 +283,7 @@ mod tests {
             "sync backlog: 3 files (30 B), 2 due now",
             "failures: 1",
             "  sync  files/a  s3    1m ago  403 forbidden",
+            "jobs: 2 queued, 1 running, 1,000 failed",
             "leases: 1 (1 stale)",
             "  gc     host:1:2  expired 30s ago (stale",
         ] {

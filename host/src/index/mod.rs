@@ -9,8 +9,10 @@
 
 mod files;
 mod inspect;
+mod jobs;
 mod leases;
 mod plugins;
+mod retention;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -22,16 +24,23 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use files::{FileId, FileRow, FileState, InsertOutcome, NewFile};
 pub use inspect::{
-    DestinationId, EntityId, Failure, FileCount, LeaseStatus, QueryPlan, ReadOnlyIndex,
-    RetentionCandidate, RetentionCursor, RowSink, SqlValue, Status, SyncCount, SyncCursor, SyncDue,
+    DestinationId, EntityId, Failure, FileCount, LeaseStatus, QueryPlan, ReadOnlyIndex, RowSink,
+    SqlValue, Status, SyncCount, SyncCursor, SyncDue,
+};
+pub use jobs::{
+    CancelOutcome, Enqueued, Finish, JobCounts, JobId, JobRow, JobState, NewJob, RetryOutcome,
 };
 pub use leases::{LeaseHolder, LeaseOutcome};
 pub use plugins::PluginRow;
+pub use retention::{RetentionCandidate, RetentionCursor};
 
 /// Migrations in order; `PRAGMA user_version` is the number applied.
-/// Migration 1 is the first published schema (`schema.sql`); later ones will
-/// be separate files and `schema.sql` their snapshot.
-const MIGRATIONS: &[&str] = &[include_str!("../../../schema.sql")];
+/// Migration 1 is the first published schema; `schema.sql` at the root is
+/// the snapshot of them all (a test fails if they drift).
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/001_initial.sql"),
+    include_str!("migrations/002_jobs.sql"),
+];
 
 /// How long a statement waits for another connection's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -112,6 +121,44 @@ impl Index {
     }
 }
 
+/// Tells whether anything was committed to the index, by any connection or
+/// process, since it last looked: `PRAGMA data_version` on a connection of
+/// its own, which costs no disk read. The job claimer polls it when idle.
+pub struct ChangeWatch {
+    connection: Connection,
+    version: i64,
+}
+
+impl std::fmt::Debug for ChangeWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeWatch")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChangeWatch {
+    /// Whether a commit happened since the last call (or since `watch`).
+    pub fn changed(&mut self) -> anyhow::Result<bool> {
+        let version: i64 = self
+            .connection
+            .pragma_query_value(None, "data_version", |row| row.get(0))?;
+        Ok(std::mem::replace(&mut self.version, version) != version)
+    }
+}
+
+impl Index {
+    /// A [`ChangeWatch`] on this index.
+    pub fn watch(&self) -> anyhow::Result<ChangeWatch> {
+        let connection = open_read_only(&self.path)?;
+        let version = connection.pragma_query_value(None, "data_version", |row| row.get(0))?;
+        Ok(ChangeWatch {
+            connection,
+            version,
+        })
+    }
+}
+
 /// Opens the index read-only, for inspection while the daemon writes.
 pub fn open_read_only(path: &Path) -> anyhow::Result<Connection> {
     if !path.exists() {
@@ -166,8 +213,8 @@ mod tests {
     fn opening_twice_applies_the_schema_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.sqlite");
-        assert_eq!(Index::open(&path).unwrap().schema_version().unwrap(), 1);
-        assert_eq!(Index::open(&path).unwrap().schema_version().unwrap(), 1);
+        assert_eq!(Index::open(&path).unwrap().schema_version().unwrap(), 2);
+        assert_eq!(Index::open(&path).unwrap().schema_version().unwrap(), 2);
     }
 
     #[test]

@@ -1,0 +1,275 @@
+//! `wharf jobs [list|show|retry|cancel]` and `wharf ingest [--wait]`: the
+//! queue as a table or JSON, and following a job with a progress bar. With
+//! `--wait` and no daemon running, the job runs in this process, through
+//! the same pool the daemon uses.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use super::JobsFormat;
+use crate::config::Config;
+use crate::daemon::DAEMON_LEASE;
+use crate::index::{CancelOutcome, Enqueued, Index, JobId, JobRow, JobState, RetryOutcome, now_ms};
+use crate::jobs::{self, Pool, PoolSettings, Queue, Request, Trigger};
+use crate::lease;
+use crate::store::DataDir;
+
+fn open(data_dir: &DataDir) -> anyhow::Result<Arc<Index>> {
+    if !data_dir.index_path().exists() {
+        anyhow::bail!(
+            "there is no index at {}; run `wharf init` first",
+            data_dir.index_path().display()
+        );
+    }
+    Ok(Arc::new(Index::open(&data_dir.index_path())?))
+}
+
+pub(super) fn list(
+    data_dir: &DataDir,
+    state: Option<JobState>,
+    limit: usize,
+    format: JobsFormat,
+) -> anyhow::Result<ExitCode> {
+    let index = open(data_dir)?;
+    let rows = index.jobs(state, limit)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match format {
+        JobsFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &rows.iter().map(to_json).collect::<Vec<_>>())?;
+            writeln!(out)?;
+        }
+        JobsFormat::Table => {
+            writeln!(
+                out,
+                "{:>8}  {:<10}  {:<9}  {:>8}  {:<12}  error",
+                "ID", "KIND", "STATE", "ATTEMPTS", "KEY"
+            )?;
+            for row in &rows {
+                let error = row
+                    .last_error
+                    .as_deref()
+                    .unwrap_or("")
+                    .replace(['\n', '\r'], " ");
+                writeln!(
+                    out,
+                    "{:>8}  {:<10}  {:<9}  {:>8}  {:<12}  {}",
+                    row.id,
+                    row.kind,
+                    row.state,
+                    format!("{}/{}", row.attempts, row.max_attempts),
+                    row.unique_key.as_deref().unwrap_or("-"),
+                    error.trim_end()
+                )?;
+            }
+            if rows.is_empty() {
+                writeln!(out, "(no jobs)")?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn show(data_dir: &DataDir, id: i64, format: JobsFormat) -> anyhow::Result<ExitCode> {
+    let index = open(data_dir)?;
+    let Some(row) = index.job(JobId(id))? else {
+        anyhow::bail!("there is no job {id}; `wharf jobs list` shows them");
+    };
+    let mut out = std::io::stdout().lock();
+    match format {
+        JobsFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &to_json(&row))?;
+            writeln!(out)?;
+        }
+        JobsFormat::Table => {
+            let value = to_json(&row);
+            if let Some(fields) = value.as_object() {
+                for (name, value) in fields {
+                    let shown = match value {
+                        serde_json::Value::Null => "-".to_owned(),
+                        serde_json::Value::String(text) => text.clone(),
+                        other => other.to_string(),
+                    };
+                    writeln!(out, "{name:>16}: {shown}")?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn retry(data_dir: &DataDir, id: i64) -> anyhow::Result<ExitCode> {
+    let index = open(data_dir)?;
+    match index.retry_job(JobId(id), now_ms())? {
+        RetryOutcome::Requeued => println!("job {id} queued again"),
+        RetryOutcome::NotFound => {
+            anyhow::bail!("there is no job {id}; `wharf jobs list` shows them")
+        }
+        RetryOutcome::Done => anyhow::bail!("job {id} is done; there is nothing to retry"),
+        RetryOutcome::NotFinished(state) => {
+            anyhow::bail!("job {id} is {state}; only failed or cancelled jobs are retried")
+        }
+        RetryOutcome::KeyBusy(live) => anyhow::bail!(
+            "job {live} of the same key is queued or running and covers this one; wait for it or cancel it"
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn cancel(data_dir: &DataDir, id: i64) -> anyhow::Result<ExitCode> {
+    let index = open(data_dir)?;
+    match index.cancel_job(JobId(id), now_ms())? {
+        CancelOutcome::Cancelled => println!("job {id} cancelled"),
+        CancelOutcome::Requested => {
+            println!("job {id} is running; its worker stops it within a heartbeat")
+        }
+        CancelOutcome::NotFound => {
+            anyhow::bail!("there is no job {id}; `wharf jobs list` shows them")
+        }
+        CancelOutcome::AlreadyFinal(state) => anyhow::bail!("job {id} is {state} already"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wharf ingest [--wait]`: enqueues an inbox scan.
+pub(super) fn ingest(data_dir: &DataDir, config: &Config, wait: bool) -> anyhow::Result<ExitCode> {
+    data_dir.create().with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            data_dir.root().display()
+        )
+    })?;
+    let index = Arc::new(Index::open(&data_dir.index_path())?);
+    let queue = Queue::new(index.clone(), &config.jobs);
+    let enqueued = queue.enqueue(&Request::ingest(), Trigger::Cli)?;
+    let id = enqueued.id();
+    let daemon = daemon_running(&index)?;
+    match enqueued {
+        Enqueued::Queued(_) => eprintln!("job {id} (ingest) queued"),
+        Enqueued::AlreadyQueued(_) | Enqueued::Absorbed(_) => {
+            eprintln!("job {id} (ingest) is queued already and covers this request")
+        }
+        Enqueued::RerunSet(_) => {
+            eprintln!("job {id} (ingest) is running; one more run follows it")
+        }
+    }
+    if !wait {
+        if daemon.is_none() {
+            eprintln!(
+                "no daemon is running on this data directory: it runs when `wharf run` starts (or use --wait)"
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pool = match daemon {
+        Some(_) => None,
+        None => {
+            let shared = Arc::new(RwLock::new(config.clone()));
+            let handlers = jobs::standard_handlers(data_dir.clone(), index.clone(), shared);
+            let settings = PoolSettings {
+                workers: 1,
+                only: Some(id),
+                ..PoolSettings::from_config(&config.jobs)
+            };
+            Some(Pool::start(
+                index.clone(),
+                lease::this_process(),
+                handlers,
+                settings,
+            )?)
+        }
+    };
+    let row = follow(&index, id)?;
+    if let Some(pool) = pool {
+        pool.drain(Duration::ZERO);
+    }
+    report_end(&row)
+}
+
+/// The daemon's lease holder, if a daemon is alive on this index.
+fn daemon_running(index: &Index) -> anyhow::Result<Option<String>> {
+    Ok(index
+        .lease_holder(DAEMON_LEASE)?
+        .filter(|holder| holder.expires_ms > now_ms() && !lease::holder_is_dead(&holder.owner))
+        .map(|holder| holder.owner))
+}
+
+/// Polls job `id` until it is done, failed or cancelled, with a progress
+/// bar on a terminal.
+fn follow(index: &Index, id: JobId) -> anyhow::Result<JobRow> {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let style =
+            ProgressStyle::with_template("{spinner} job {prefix} {msg} {bar:30} {pos}/{len}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let bar = ProgressBar::new(0).with_style(style);
+        bar.set_prefix(id.to_string());
+        bar
+    });
+    loop {
+        let Some(row) = index.job(id)? else {
+            anyhow::bail!("job {id} vanished from the index");
+        };
+        if let Some(bar) = &bar {
+            bar.set_message(row.state.to_string());
+            if let Some(total) = row.progress_total {
+                bar.set_length(total);
+            }
+            bar.set_position(row.progress.unwrap_or(0));
+            bar.tick();
+        }
+        if row.state.is_final() {
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
+            return Ok(row);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn report_end(row: &JobRow) -> anyhow::Result<ExitCode> {
+    match row.state {
+        JobState::Done => {
+            println!("job {} ({}) done", row.id, row.kind);
+            Ok(ExitCode::SUCCESS)
+        }
+        state => {
+            println!(
+                "job {} ({}) {state}: {}",
+                row.id,
+                row.kind,
+                row.last_error.as_deref().unwrap_or("no error recorded")
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn to_json(row: &JobRow) -> serde_json::Value {
+    json!({
+        "id": row.id.0,
+        "kind": row.kind,
+        "unique_key": row.unique_key,
+        "state": row.state.as_str(),
+        "attempts": row.attempts,
+        "max_attempts": row.max_attempts,
+        "next_attempt_ms": row.next_attempt_ms,
+        "owner": row.owner,
+        "lease_expires_ms": row.lease_expires_ms,
+        "rerun": row.rerun,
+        "cancel_requested": row.cancel_requested,
+        "progress": row.progress,
+        "progress_total": row.progress_total,
+        "payload": row.payload,
+        "last_error": row.last_error,
+        "created_ms": row.created_ms,
+        "started_ms": row.started_ms,
+        "finished_ms": row.finished_ms,
+    })
+}

@@ -1,0 +1,151 @@
+//! The jobs engine: one SQLite queue (`index/jobs.rs` holds its SQL) that
+//! everything the workers do goes through, a scheduler that decides when
+//! jobs are due, and a bounded worker pool that runs them.
+//!
+//! - `queue.rs`: the client glue: requests (kind, single-flight key,
+//!   absorption), enqueue, and the crash recovery of jobs whose owner died.
+//! - `scheduler.rs`: periodic jobs per kind with a stagger, and triggers
+//!   (startup, SIGUSR1, the CLI).
+//! - `pool.rs`: one claimer thread and `workers` worker threads joined by a
+//!   bounded, blocking hand-off; claims under a lease renewed by heartbeat;
+//!   panics caught; drain on shutdown.
+//! - `backoff.rs`: the pure retry decision and backoff.
+//! - `kinds.rs`: the handlers of the built-in kinds (`ingest`).
+//!
+//! Invariants: a job is claimed only when a worker is idle to take it, so
+//! nothing waits in memory; a job runs under a lease its owner renews, and
+//! nobody else runs it unless that owner is provably dead or let the lease
+//! expire; a handler's panic fails that job, never the worker. Data flows
+//! cli → jobs → ingest (and later export, retention, sync); `runtime` knows
+//! nothing of jobs.
+
+mod backoff;
+mod kinds;
+mod pool;
+mod queue;
+mod scheduler;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub use backoff::{Backoff, FailureClass, Retry, next_attempt};
+pub use kinds::{IngestJob, SharedConfig, standard_handlers};
+pub use pool::{Pool, PoolSettings, Waker};
+pub use queue::{Queue, Request};
+pub use scheduler::{Schedule, Scheduler, Trigger};
+
+pub use crate::index::{JobId, JobRow, JobState};
+
+/// The inbox scan.
+pub const INGEST: &str = "ingest";
+/// A full cleanup: retention, then orphan GC.
+pub const RETENTION: &str = "retention";
+/// Orphan GC only.
+pub const GC: &str = "gc";
+
+/// What a job kind does; registered by kind when the pool starts.
+pub trait Handler: Send + Sync {
+    /// Runs one attempt of `job`. Long work checks [`JobContext::cancelled`]
+    /// and returns [`JobError::Cancelled`] when it is set.
+    fn run(&self, job: &JobContext<'_>) -> Result<(), JobError>;
+}
+
+/// How an attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth retrying after a backoff.
+    #[error("{0:#}")]
+    Transient(anyhow::Error),
+    /// Retrying cannot help: failed for good.
+    #[error("{0:#}")]
+    Terminal(anyhow::Error),
+    /// Stopped because [`JobContext::cancelled`] was set.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Reports a running job's progress: work done, and the total if known.
+pub type ProgressFn<'a> = &'a (dyn Fn(u64, Option<u64>) + Sync);
+
+/// One attempt of a job, as its handler sees it.
+pub struct JobContext<'a> {
+    pub id: JobId,
+    pub kind: &'a str,
+    /// JSON.
+    pub payload: &'a str,
+    /// This attempt's number, 1 for the first.
+    pub attempt: u32,
+    cancel: Arc<AtomicBool>,
+    progress: ProgressFn<'a>,
+}
+
+impl<'a> JobContext<'a> {
+    pub fn new(row: &'a JobRow, cancel: Arc<AtomicBool>, progress: ProgressFn<'a>) -> Self {
+        JobContext {
+            id: row.id,
+            kind: &row.kind,
+            payload: &row.payload,
+            attempt: row.attempts,
+            cancel,
+            progress,
+        }
+    }
+
+    /// Whether the job should stop: a user cancelled it or the daemon is
+    /// shutting down past its drain deadline.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// The flag behind [`JobContext::cancelled`], for work that takes one.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    /// Reports progress; cheap, the pool writes it to the index at most a
+    /// few times a second.
+    pub fn progress(&self, done: u64, total: Option<u64>) {
+        (self.progress)(done, total);
+    }
+}
+
+/// The handlers of a pool, by kind.
+#[derive(Clone, Default)]
+pub struct Handlers {
+    by_kind: BTreeMap<String, Arc<dyn Handler>>,
+}
+
+impl std::fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.by_kind.keys()).finish()
+    }
+}
+
+impl Handlers {
+    pub fn new() -> Handlers {
+        Handlers::default()
+    }
+
+    /// Registers `handler` for `kind`, replacing any before it.
+    pub fn register(&mut self, kind: &str, handler: Arc<dyn Handler>) {
+        self.by_kind.insert(kind.to_owned(), handler);
+    }
+
+    /// Adds every handler of `other`, which wins on a shared kind.
+    pub fn extend(&mut self, other: Handlers) {
+        self.by_kind.extend(other.by_kind);
+    }
+
+    pub fn get(&self, kind: &str) -> Option<&Arc<dyn Handler>> {
+        self.by_kind.get(kind)
+    }
+
+    pub fn kinds(&self) -> Vec<String> {
+        self.by_kind.keys().cloned().collect()
+    }
+
+    pub fn contains(&self, kind: &str) -> bool {
+        self.by_kind.contains_key(kind)
+    }
+}
