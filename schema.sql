@@ -44,6 +44,15 @@ CREATE TABLE entities (
 -- Cache cleanup visits only entities exported within the TTL window.
 CREATE INDEX entities_last_export ON entities (last_export_ms) WHERE last_export_ms IS NOT NULL;
 
+-- An entity's attributes (`released = true`, `branch = main`), each key once;
+-- retention policies read them (a batch carries its entities' attributes).
+CREATE TABLE entity_attributes (
+    entity_id  INTEGER NOT NULL REFERENCES entities(id) ON DELETE CASCADE,
+    key        TEXT    NOT NULL CHECK (length(key) BETWEEN 1 AND 128),
+    value      TEXT    NOT NULL CHECK (length(value) <= 4096),
+    PRIMARY KEY (entity_id, key)
+) WITHOUT ROWID;
+
 -- The export cache: different parameters never overwrite each other's result,
 -- and a changed entity makes a new version rather than a stale hit.
 CREATE TABLE exports (
@@ -61,6 +70,7 @@ CREATE TABLE exports (
 CREATE INDEX exports_file ON exports (file_id) WHERE file_id IS NOT NULL;
 
 -- Leases: a holder renews while it works; an expired lease may be taken over.
+-- A lease named `file:<id>` holds that file: retention never deletes it.
 CREATE TABLE locks (
     name         TEXT    PRIMARY KEY,
     owner        TEXT    NOT NULL,                      -- host:pid:process-start

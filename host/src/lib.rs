@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod lease;
 pub mod plugins;
+pub mod retention;
 pub mod runtime;
 pub mod scaffold;
 pub mod store;

@@ -217,7 +217,7 @@ fn status_summarizes_files_failures_and_leases() {
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     for expected in [
-        "schema version 2",
+        "schema version 3",
         "files: 4 (650 B)",
         "  lost   capture      1  300 B",
         "  ready  capture      2  300 B",

@@ -11,5 +11,6 @@ mod ingest;
 mod inspect;
 mod jobs;
 mod lease;
+mod retention;
 mod sandbox;
 mod support;

@@ -150,6 +150,31 @@ impl Index {
         })
     }
 
+    /// Sets the attributes of entity `name` (created if new), replacing the
+    /// ones it had. Retention policies read them from their batches.
+    pub fn set_entity_attributes(
+        &self,
+        name: &str,
+        attributes: &[(String, String)],
+    ) -> anyhow::Result<()> {
+        self.write(|tx| {
+            let id: i64 = tx.query_row(
+                "INSERT INTO entities (name) VALUES (?1) ON CONFLICT (name) DO UPDATE SET name = name RETURNING id",
+                [name],
+                |row| row.get(0),
+            )?;
+            tx.execute("DELETE FROM entity_attributes WHERE entity_id = ?1", [id])?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO entity_attributes (entity_id, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (entity_id, key) DO UPDATE SET value = excluded.value",
+            )?;
+            for (key, value) in attributes {
+                insert.execute(params![id, key, value])?;
+            }
+            Ok(())
+        })
+    }
+
     pub fn file_by_path(&self, path: &str) -> anyhow::Result<Option<FileRow>> {
         self.read(|db| {
             db.query_row(

@@ -32,7 +32,9 @@ pub use jobs::{
 };
 pub use leases::{LeaseHolder, LeaseOutcome};
 pub use plugins::PluginRow;
-pub use retention::{RetentionCandidate, RetentionCursor};
+pub use retention::{
+    CandidateFlags, NO_ENTITY, PageEntity, RetentionCandidate, RetentionCursor, RetentionPage,
+};
 
 /// Migrations in order; `PRAGMA user_version` is the number applied.
 /// Migration 1 is the first published schema; `schema.sql` at the root is
@@ -40,6 +42,7 @@ pub use retention::{RetentionCandidate, RetentionCursor};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/001_initial.sql"),
     include_str!("migrations/002_jobs.sql"),
+    include_str!("migrations/003_entity_attributes.sql"),
 ];
 
 /// How long a statement waits for another connection's lock.
@@ -213,8 +216,8 @@ mod tests {
     fn opening_twice_applies_the_schema_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.sqlite");
-        assert_eq!(Index::open(&path).unwrap().schema_version().unwrap(), 2);
-        assert_eq!(Index::open(&path).unwrap().schema_version().unwrap(), 2);
+        assert_eq!(Index::open(&path).unwrap().schema_version().unwrap(), 3);
+        assert_eq!(Index::open(&path).unwrap().schema_version().unwrap(), 3);
     }
 
     #[test]

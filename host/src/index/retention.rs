@@ -1,6 +1,11 @@
 //! Retention candidates: ready files in (entity, created newest first, id)
 //! order, keyset-paginated over `files_retention` so an entity is never
-//! split by a sort and a page costs the same on any index size.
+//! split by a sort and a page costs the same on any index size; and
+//! [`RetentionPage`]s, the batches a retention run hands its policy: whole
+//! entities only, in columns, with the entities' attributes and what the
+//! host knows of each file (synced, export-held, leased).
+
+use std::collections::HashMap;
 
 use rusqlite::{Connection, Row, params};
 
@@ -123,6 +128,261 @@ fn retention_candidates(
     Ok(page)
 }
 
+/// An entity as a retention page carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageEntity {
+    pub name: String,
+    pub version: u64,
+    pub last_export_ms: Option<i64>,
+    /// Sorted by key.
+    pub attributes: Vec<(String, String)>,
+}
+
+/// What the host knows of a candidate, as bits of [`RetentionPage::flags`]
+/// (the same bits as the plugin contract's `batch.flags`).
+pub struct CandidateFlags;
+
+impl CandidateFlags {
+    /// A synced copy exists on every destination marked required.
+    pub const SYNCED: u8 = 1;
+    /// It is a cached export's result: the export cache decides when it goes.
+    pub const EXPORT_HELD: u8 = 2;
+    /// A lease named `file:<id>` is held on it (e.g. a running export reads it).
+    pub const LEASED: u8 = 4;
+}
+
+/// The entity index of a file of no entity in [`RetentionPage::entity`].
+pub const NO_ENTITY: u32 = u32::MAX;
+
+/// One batch of a retention run, in columns: entry `i` of every column is
+/// file `i`. It holds whole entities only: a page that reaches its target
+/// size mid-entity takes the rest of that entity too.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionPage {
+    pub entities: Vec<PageEntity>,
+    pub kinds: Vec<String>,
+    pub files: Vec<FileId>,
+    pub sizes: Vec<u64>,
+    pub created_ms: Vec<i64>,
+    pub modified_ms: Vec<i64>,
+    /// 0 when never read for an export or sync.
+    pub last_access_ms: Vec<i64>,
+    /// Index into `entities`, or [`NO_ENTITY`].
+    pub entity: Vec<u32>,
+    /// Index into `kinds`.
+    pub kind: Vec<u32>,
+    /// [`CandidateFlags`] bits.
+    pub flags: Vec<u8>,
+    /// Where the next page starts; `None` after the last page.
+    pub next: Option<RetentionCursor>,
+}
+
+/// Candidate columns plus what the index knows of each file. `?5` is now:
+/// a lease counts while it has not expired.
+const PAGE_COLUMNS: &str = "f.id, f.entity_id, f.kind, f.size, f.created_ms, f.mtime_ms, f.last_access_ms,
+    NOT EXISTS (SELECT 1 FROM destinations d WHERE d.required = 1 AND NOT EXISTS (
+        SELECT 1 FROM sync_status s WHERE s.file_id = f.id AND s.destination_id = d.id AND s.state = 'synced')),
+    EXISTS (SELECT 1 FROM exports x WHERE x.file_id = f.id),
+    EXISTS (SELECT 1 FROM locks l WHERE l.name = 'file:' || f.id AND l.expires_ms > ?5)";
+
+/// [`RETENTION_SAME_ENTITY`] with the page columns.
+fn page_same_entity() -> String {
+    format!(
+        "SELECT {PAGE_COLUMNS} FROM files f
+         WHERE f.state = 'ready' AND f.entity_id IS ?1 AND f.created_ms <= ?2 AND NOT (f.created_ms = ?2 AND f.id <= ?3)
+         ORDER BY f.created_ms DESC, f.id LIMIT ?4"
+    )
+}
+
+/// [`RETENTION_LATER_ENTITIES`] with the page columns (`?2` and `?3` are
+/// bound but unused, so both queries take the same parameters).
+fn page_later_entities() -> String {
+    format!(
+        "SELECT {PAGE_COLUMNS} FROM files f
+         WHERE f.state = 'ready' AND f.entity_id > ?1
+         ORDER BY f.entity_id, f.created_ms DESC, f.id LIMIT ?4"
+    )
+}
+
+/// One row of a page query.
+struct PageRow {
+    id: i64,
+    entity_id: Option<i64>,
+    kind: String,
+    size: u64,
+    created_ms: i64,
+    modified_ms: i64,
+    last_access_ms: Option<i64>,
+    flags: u8,
+}
+
+impl PageRow {
+    fn cursor(&self) -> RetentionCursor {
+        RetentionCursor {
+            entity_id: self.entity_id,
+            created_ms: self.created_ms,
+            id: self.id,
+        }
+    }
+}
+
+fn page_row(row: &Row<'_>) -> rusqlite::Result<PageRow> {
+    let bit = |index: usize, flag: u8| -> rusqlite::Result<u8> {
+        Ok(if row.get::<_, bool>(index)? { flag } else { 0 })
+    };
+    Ok(PageRow {
+        id: row.get(0)?,
+        entity_id: row.get(1)?,
+        kind: row.get(2)?,
+        size: count(row, 3)?,
+        created_ms: row.get(4)?,
+        modified_ms: row.get(5)?,
+        last_access_ms: row.get(6)?,
+        flags: bit(7, CandidateFlags::SYNCED)?
+            | bit(8, CandidateFlags::EXPORT_HELD)?
+            | bit(9, CandidateFlags::LEASED)?,
+    })
+}
+
+impl Index {
+    /// The retention batch after `after`: about `target` ready files, never
+    /// splitting an entity (an entity larger than `target` is a page of its
+    /// own), the files of no entity first. `now_ms` decides which leases
+    /// still hold. Pass [`RetentionPage::next`] for the following page.
+    pub fn retention_page(
+        &self,
+        after: RetentionCursor,
+        target: usize,
+        now_ms: i64,
+    ) -> anyhow::Result<RetentionPage> {
+        self.read(|db| {
+            // One snapshot for the whole page, files and entities alike.
+            let tx = db.unchecked_transaction()?;
+            let page = retention_page(&tx, after, target.max(1), now_ms)?;
+            tx.finish()?;
+            Ok(page)
+        })
+    }
+}
+
+fn page_rows(
+    db: &Connection,
+    sql: &str,
+    args: (Option<i64>, i64, i64, usize, i64),
+    into: &mut Vec<PageRow>,
+) -> rusqlite::Result<()> {
+    let mut query = db.prepare_cached(sql)?;
+    let rows = query.query_map(
+        params![args.0, args.1, args.2, sql_limit(args.3), args.4],
+        page_row,
+    )?;
+    for row in rows {
+        into.push(row?);
+    }
+    Ok(())
+}
+
+fn retention_page(
+    db: &Connection,
+    after: RetentionCursor,
+    target: usize,
+    now_ms: i64,
+) -> rusqlite::Result<RetentionPage> {
+    let mut rows = Vec::with_capacity(target.min(100_000));
+    let same = page_same_entity();
+    page_rows(
+        db,
+        &same,
+        (after.entity_id, after.created_ms, after.id, target, now_ms),
+        &mut rows,
+    )?;
+    if rows.len() < target {
+        // Files of no entity sort first, so after them every entity is later.
+        let later_than = after.entity_id.unwrap_or(i64::MIN);
+        let rest = target - rows.len();
+        page_rows(
+            db,
+            &page_later_entities(),
+            (Some(later_than), 0, 0, rest, now_ms),
+            &mut rows,
+        )?;
+    }
+    let full = rows.len() >= target;
+    if let Some(last) = rows.last().filter(|_| full).map(PageRow::cursor) {
+        // The page ends mid-entity, perhaps: take the rest of that entity.
+        page_rows(
+            db,
+            &same,
+            (last.entity_id, last.created_ms, last.id, usize::MAX, now_ms),
+            &mut rows,
+        )?;
+    }
+    let next = rows.last().filter(|_| full).map(PageRow::cursor);
+    columns(db, rows, next)
+}
+
+/// Turns rows into a page: each entity and kind once, files in columns.
+fn columns(
+    db: &Connection,
+    rows: Vec<PageRow>,
+    next: Option<RetentionCursor>,
+) -> rusqlite::Result<RetentionPage> {
+    let mut page = RetentionPage {
+        next,
+        ..RetentionPage::default()
+    };
+    let mut entity_index: HashMap<i64, u32> = HashMap::new();
+    let mut kind_index: HashMap<String, u32> = HashMap::new();
+    let mut entity =
+        db.prepare_cached("SELECT name, version, last_export_ms FROM entities WHERE id = ?1")?;
+    let mut attributes = db.prepare_cached(
+        "SELECT key, value FROM entity_attributes WHERE entity_id = ?1 ORDER BY key",
+    )?;
+    for row in rows {
+        let entity_slot = match row.entity_id {
+            None => NO_ENTITY,
+            Some(id) => match entity_index.get(&id) {
+                Some(&slot) => slot,
+                None => {
+                    let (name, version, last_export_ms) = entity.query_row([id], |r| {
+                        Ok((r.get::<_, String>(0)?, count(r, 1)?, r.get(2)?))
+                    })?;
+                    let attributes = attributes
+                        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    page.entities.push(PageEntity {
+                        name,
+                        version,
+                        last_export_ms,
+                        attributes,
+                    });
+                    let slot = (page.entities.len() - 1) as u32;
+                    entity_index.insert(id, slot);
+                    slot
+                }
+            },
+        };
+        let kind_slot = match kind_index.get(&row.kind) {
+            Some(&slot) => slot,
+            None => {
+                let slot = page.kinds.len() as u32;
+                page.kinds.push(row.kind.clone());
+                kind_index.insert(row.kind, slot);
+                slot
+            }
+        };
+        page.files.push(FileId(row.id));
+        page.sizes.push(row.size);
+        page.created_ms.push(row.created_ms);
+        page.modified_ms.push(row.modified_ms);
+        page.last_access_ms.push(row.last_access_ms.unwrap_or(0));
+        page.entity.push(entity_slot);
+        page.kind.push(kind_slot);
+        page.flags.push(row.flags);
+    }
+    Ok(page)
+}
+
 fn retention_candidate(row: &Row<'_>) -> rusqlite::Result<RetentionCandidate> {
     Ok(RetentionCandidate {
         id: FileId(row.get(0)?),
@@ -204,5 +464,136 @@ mod tests {
             }
             assert_eq!(paged, all, "page size {page_size}");
         }
+    }
+
+    #[test]
+    fn retention_pages_hold_whole_entities_with_attributes_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("index.sqlite")).unwrap();
+        // Entity sizes around the page target of 4: 2 of no entity, then 3,
+        // 7, 1 and 4 files.
+        let mut files = Vec::new();
+        for (entity, n) in [
+            (None, 2),
+            (Some("a"), 3),
+            (Some("b"), 7),
+            (Some("c"), 1),
+            (Some("d"), 4),
+        ] {
+            for i in 0..n {
+                files.push(file(
+                    &format!("files/{}/{i}", entity.unwrap_or("-")),
+                    entity,
+                    1000 - i,
+                ));
+            }
+        }
+        let ids = ids(&index.insert_files(&files).unwrap());
+        index
+            .set_entity_attributes(
+                "b",
+                &[
+                    ("released".into(), "true".into()),
+                    ("branch".into(), "main".into()),
+                ],
+            )
+            .unwrap();
+        // File 0 is leased until 5000; file 1 is a cached export's result.
+        index
+            .try_acquire_lease(&format!("file:{}", ids[0]), "me", 4000, 1000, None)
+            .unwrap();
+        index.write(|tx| {
+            tx.execute(
+                "INSERT INTO exports (entity_id, entity_version, format, params_sha256, file_id, created_ms, last_access_ms)
+                 SELECT id, 1, 'tar', 'x', ?1, 0, 0 FROM entities WHERE name = 'a'",
+                [ids[1]],
+            )
+        }).unwrap();
+
+        let mut pages = Vec::new();
+        let mut cursor = Some(RetentionCursor::START);
+        while let Some(after) = cursor {
+            let page = index.retention_page(after, 4, 2000).unwrap();
+            cursor = page.next;
+            if page.files.is_empty() {
+                break;
+            }
+            pages.push(page);
+        }
+        let entity_names = |page: &RetentionPage| -> Vec<String> {
+            page.entity
+                .iter()
+                .map(|&e| {
+                    if e == NO_ENTITY {
+                        "-".to_owned()
+                    } else {
+                        page.entities[e as usize].name.clone()
+                    }
+                })
+                .collect()
+        };
+        let seen: Vec<Vec<String>> = pages.iter().map(entity_names).collect();
+        // A page reaching 4 mid-entity takes the rest of it; b (7) is whole.
+        let groups: Vec<String> = seen
+            .iter()
+            .map(|names| {
+                let mut distinct = names.clone();
+                distinct.dedup();
+                distinct.join(",")
+            })
+            .collect();
+        assert_eq!(groups, vec!["-,a", "b", "c,d"]);
+        assert_eq!(
+            pages.iter().map(|p| p.files.len()).collect::<Vec<_>>(),
+            vec![5, 7, 5]
+        );
+        // Every file once, in order.
+        let all: Vec<i64> = pages
+            .iter()
+            .flat_map(|p| p.files.iter().map(|f| f.0))
+            .collect();
+        assert_eq!(all, ids);
+        // Attributes and flags.
+        let b = &pages[1].entities[0];
+        assert_eq!(b.name, "b");
+        assert_eq!(
+            b.attributes,
+            vec![
+                ("branch".into(), "main".into()),
+                ("released".into(), "true".into())
+            ]
+        );
+        let first = &pages[0];
+        // No destination is required, so every file counts as synced.
+        assert_eq!(
+            first.flags[0],
+            CandidateFlags::SYNCED | CandidateFlags::LEASED
+        );
+        assert_eq!(
+            first.flags[1],
+            CandidateFlags::SYNCED | CandidateFlags::EXPORT_HELD
+        );
+        assert_eq!(first.flags[2], CandidateFlags::SYNCED);
+        assert_eq!(first.kinds, vec!["capture"]);
+        // After the lease expires it no longer holds the file.
+        let later = index
+            .retention_page(RetentionCursor::START, 4, 9000)
+            .unwrap();
+        assert_eq!(later.flags[0], CandidateFlags::SYNCED);
+        // With a required destination, only files synced to it are.
+        index.write(|tx| {
+            tx.execute("INSERT INTO destinations (name, plugin, url, required) VALUES ('s3', 'http-put', 'x', 1)", [])?;
+            tx.execute(
+                "INSERT INTO sync_status (file_id, destination_id, state) SELECT ?1, id, 'synced' FROM destinations",
+                [ids[2]],
+            )
+        }).unwrap();
+        let required = index
+            .retention_page(RetentionCursor::START, 4, 9000)
+            .unwrap();
+        assert_eq!(
+            &required.flags[..3],
+            &[0, CandidateFlags::EXPORT_HELD, CandidateFlags::SYNCED]
+        );
     }
 }

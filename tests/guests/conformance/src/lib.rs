@@ -33,19 +33,37 @@ impl Exporter for Conformance {
         let (hello, big) = (&hello.file, &big.file);
         let cases: Vec<(&str, String)> = vec![
             ("size", format!("ok {}", hello.size())),
-            ("read whole", outcome(hello.read(0, 5).map(String::from_utf8))),
-            ("read clipped at the end", outcome(hello.read(1, 100).map(String::from_utf8))),
+            (
+                "read whole",
+                outcome(hello.read(0, 5).map(String::from_utf8)),
+            ),
+            (
+                "read clipped at the end",
+                outcome(hello.read(1, 100).map(String::from_utf8)),
+            ),
             ("read at the end", outcome(hello.read(5, 10))),
             ("read past the end", outcome(hello.read(9, 1))),
-            ("read over the cap", outcome(big.read(0, 16 << 20 | 1).map(|b| b.len()))),
-            ("read at the cap", outcome(big.read(0, 16 << 20).map(|b| b.len()))),
+            (
+                "read over the cap",
+                outcome(big.read(0, 16 << 20 | 1).map(|b| b.len())),
+            ),
+            (
+                "read at the cap",
+                outcome(big.read(0, 16 << 20).map(|b| b.len())),
+            ),
             ("sha256 whole", outcome(hello.sha256(0, 5))),
             ("sha256 empty range", outcome(hello.sha256(5, 0))),
             ("sha256 past the end", outcome(hello.sha256(1, 5))),
             ("crc32", outcome(hello.crc32(0, 5))),
             ("crc32 overflowing range", outcome(hello.crc32(u64::MAX, 2))),
-            ("append", outcome(wharf_sdk::output::append_file(hello, 1, 3))),
-            ("append past the end", outcome(wharf_sdk::output::append_file(hello, 4, 2))),
+            (
+                "append",
+                outcome(wharf_sdk::output::append_file(hello, 1, 3)),
+            ),
+            (
+                "append past the end",
+                outcome(wharf_sdk::output::append_file(hello, 4, 2)),
+            ),
             ("write", outcome(wharf_sdk::output::write(b"|"))),
         ];
         let mut report = String::from("\n");
