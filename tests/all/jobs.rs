@@ -354,3 +354,67 @@ fn ingest_wait_without_a_daemon_runs_the_scan_in_process_and_jobs_lists_it() {
         String::from_utf8_lossy(&status.stdout)
     );
 }
+
+#[test]
+fn sigusr1_queues_one_full_cleanup_that_absorbs_a_pending_gc_and_survives_a_restart() {
+    let setup = Setup::new("");
+    // A GC-only run is pending (no gc handler is registered yet, so it waits).
+    let gc = setup
+        .index
+        .enqueue_job(
+            &NewJob {
+                absorbed_by: Some("cleanup".into()),
+                ..job("gc", Some("gc"), 0)
+            },
+            now_ms(),
+        )
+        .unwrap()
+        .id();
+    let mut daemon = setup.daemon();
+    let ingest_done = || {
+        setup
+            .index
+            .jobs(Some(JobState::Done), 10)
+            .unwrap()
+            .iter()
+            .any(|job| job.kind == "ingest")
+    };
+    wait_for("the daemon to serve", Duration::from_secs(30), ingest_done);
+    let cleanups = || -> Vec<JobRow> {
+        setup
+            .index
+            .jobs(None, 100)
+            .unwrap()
+            .into_iter()
+            .filter(|job| job.kind == "retention")
+            .collect()
+    };
+    for _ in 0..3 {
+        Command::new("kill")
+            .args(["-USR1", &daemon.id().to_string()])
+            .status()
+            .unwrap();
+    }
+    wait_for(
+        "a full cleanup to be queued",
+        Duration::from_secs(30),
+        || !cleanups().is_empty() && setup.job(gc).state == JobState::Cancelled,
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(terminate(&mut daemon).success());
+    let queued = cleanups();
+    assert_eq!(
+        queued.len(),
+        1,
+        "three signals, one pending cleanup: {queued:?}"
+    );
+    assert_eq!(
+        queued[0].state,
+        JobState::Queued,
+        "persisted for the next start"
+    );
+    assert!(
+        setup.job(gc).last_error.unwrap().contains("absorbed"),
+        "the pending GC-only run is absorbed"
+    );
+}

@@ -221,6 +221,39 @@ mod tests {
     }
 
     #[test]
+    fn an_index_of_schema_1_is_migrated_keeping_its_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(MIGRATIONS[0]).unwrap();
+        old.pragma_update(None, "user_version", 1).unwrap();
+        old.execute(
+            "INSERT INTO jobs (kind, unique_key, state, attempts, next_attempt_ms, last_error, created_ms, finished_ms)
+             VALUES ('export', 'x', 'failed', 3, 0, 'plugin trapped', 1, 2)",
+            [],
+        )
+        .unwrap();
+        drop(old);
+        let index = Index::open(&path).unwrap();
+        assert_eq!(index.schema_version().unwrap(), 2);
+        let job = index.job(JobId(1)).unwrap().unwrap();
+        assert_eq!(
+            (
+                job.kind.as_str(),
+                job.state,
+                job.attempts,
+                job.last_error.as_deref()
+            ),
+            ("export", JobState::Failed, 3, Some("plugin trapped"))
+        );
+        assert_eq!(
+            index.status(10).unwrap().failures,
+            1,
+            "the failures view reads the new table"
+        );
+    }
+
+    #[test]
     fn an_index_from_a_newer_wharf_is_refused_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.sqlite");
