@@ -216,8 +216,15 @@ mod tests {
     fn opening_twice_applies_the_schema_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.sqlite");
-        assert_eq!(Index::open(&path).unwrap().schema_version().unwrap(), 3);
-        assert_eq!(Index::open(&path).unwrap().schema_version().unwrap(), 3);
+        let latest = MIGRATIONS.len() as u32;
+        assert_eq!(
+            Index::open(&path).unwrap().schema_version().unwrap(),
+            latest
+        );
+        assert_eq!(
+            Index::open(&path).unwrap().schema_version().unwrap(),
+            latest
+        );
     }
 
     #[test]
@@ -235,7 +242,7 @@ mod tests {
         .unwrap();
         drop(old);
         let index = Index::open(&path).unwrap();
-        assert_eq!(index.schema_version().unwrap(), 2);
+        assert_eq!(index.schema_version().unwrap(), MIGRATIONS.len() as u32);
         let job = index.job(JobId(1)).unwrap().unwrap();
         assert_eq!(
             (
