@@ -188,10 +188,13 @@ impl Retention for {{TYPE}} {
 }
 
 impl Planner for Run {
-    fn plan(&mut self, batch: Batch) -> Result<Decisions, PluginError> {
+    fn plan(&mut self, batch: &Batch) -> Result<Decisions, PluginError> {
         let mut decisions = Decisions::new();
-        for file in batch.files().filter(|file| file.created_ms < self.cutoff_ms) {
-            decisions.delete(file.id, &self.reason);
+        // Reads only the column it needs; file i has id first_id + i.
+        for (id, &created_ms) in batch.ids().zip(batch.created_ms()) {
+            if created_ms < self.cutoff_ms {
+                decisions.delete(id, &self.reason);
+            }
         }
         Ok(decisions)
     }
@@ -203,23 +206,20 @@ wharf_sdk::export_retention!({{TYPE}});
 mod tests {
     use super::*;
     use wharf_sdk::mock::MockHost;
-    use wharf_sdk::{Candidate, FileFlags};
+    use wharf_sdk::Candidate;
 
-    fn file(id: u64, created_ms: i64) -> Candidate {
-        Candidate {
-            id, size: 1, created_ms, modified_ms: created_ms, last_access_ms: None,
-            entity: None, kind: 0, flags: FileFlags::default(),
-        }
+    fn file(created_ms: i64) -> Candidate {
+        Candidate { size: 1, created_ms, modified_ms: created_ms, ..Candidate::default() }
     }
 
     #[test]
     fn deletes_only_old_files() {
         let mut host = MockHost::new().with_now_ms(10_000);
         let params = vec![("max_age_ms".to_string(), "1000".to_string())];
-        let mut batch = Batch::new(vec![], vec!["capture".into()]);
-        batch.push(file(1, 9_500));
-        batch.push(file(2, 100));
-        let decided = host.run(|| {{TYPE}}::open(params)?.plan(batch)).unwrap();
+        let mut batch = Batch::new(1, vec![], vec!["capture".into()]);
+        batch.push(file(9_500)); // id 1
+        batch.push(file(100)); // id 2
+        let decided = host.run(|| {{TYPE}}::open(params)?.plan(&batch)).unwrap();
         assert_eq!(decided.files(), vec![2]);
     }
 }

@@ -22,18 +22,18 @@
 //! }
 //!
 //! impl Planner for Run {
-//!     fn plan(&mut self, batch: Batch) -> Result<Decisions, PluginError> {
+//!     fn plan(&mut self, batch: &Batch) -> Result<Decisions, PluginError> {
 //!         let mut decisions = Decisions::new();
-//!         for id in &batch.ids {
-//!             decisions.delete(*id, &self.reason);
+//!         for id in batch.ids() {
+//!             decisions.delete(id, &self.reason);
 //!         }
 //!         Ok(decisions)
 //!     }
 //! }
 //!
 //! wharf_sdk::export_retention!(KeepNothing);
-//! # let batch = Batch::new(vec![], vec![]);
-//! # assert!(KeepNothing::open(vec![]).unwrap().plan(batch).unwrap().deletions.is_empty());
+//! # let batch = Batch::new(0, vec![], vec![]);
+//! # assert!(KeepNothing::open(vec![]).unwrap().plan(&batch).unwrap().deletions.is_empty());
 //! ```
 //!
 //! The same source builds to `wasm32-wasip2` (where the functions in
@@ -61,7 +61,7 @@ mod retention;
 
 pub use files::{File, FileEntry};
 pub use params::{param, param_parse};
-pub use retention::{Candidate, FileFlags, NO_ENTITY, Planner};
+pub use retention::{Batch, Candidate, FileFlags, NO_ENTITY, Planner};
 
 #[doc(hidden)]
 pub use bindings as __bindings;
@@ -75,9 +75,7 @@ pub use bindings::exporter::wharf::plugin::files::RemoteCopy;
 pub use bindings::exporter::wharf::plugin::types::{
     Attributes, Entity, ParamSpec, Params, PluginError, PluginInfo, TransientError,
 };
-pub use bindings::retention::exports::wharf::plugin::retention_policy::{
-    Batch, Decisions, Deletion,
-};
+pub use bindings::retention::exports::wharf::plugin::retention_policy::{Decisions, Deletion};
 pub use bindings::uploader::exports::wharf::plugin::transfer::{
     Destination, DestinationKind, UploadResult,
 };

@@ -1,11 +1,13 @@
-//! Retention policies: a [`Planner`] per run, fed batches of candidates (in
-//! columns; [`Batch::files`] reads them as [`Candidate`]s), and
-//! [`Decisions`] naming the files that may go, each with a reason.
+//! Retention policies: a [`Planner`] per run, fed [`Batch`]es of candidates
+//! (read column by column; [`Batch::files`] reads them as [`Candidate`]s),
+//! and [`Decisions`] naming the files that may go, each with a reason.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 
 use crate::__bindings::retention::exports::wharf::plugin::retention_policy as exports;
-use crate::{Batch, Decisions, Deletion, Entity, Params, PluginError, Retention};
+#[cfg(target_arch = "wasm32")]
+use crate::__bindings::retention::wharf::plugin::batches::Batch as HostBatch;
+use crate::{Decisions, Deletion, Entity, Params, PluginError, Retention};
 
 /// The `entity` column's value for a file of no entity.
 pub const NO_ENTITY: u32 = u32::MAX;
@@ -35,10 +37,10 @@ impl FileFlags {
     }
 }
 
-/// One file of a batch, read from its columns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One file of a batch, read from its columns (its id is the batch's
+/// `first_id()` plus its position).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Candidate {
-    pub id: u64,
     pub size: u64,
     pub created_ms: i64,
     pub modified_ms: i64,
@@ -55,7 +57,7 @@ pub struct Candidate {
 pub trait Planner {
     /// Decides about one batch (ordered by entity, newest first; an entity
     /// is never split across batches). Files not named are kept.
-    fn plan(&mut self, batch: Batch) -> Result<Decisions, PluginError>;
+    fn plan(&mut self, batch: &Batch<'_>) -> Result<Decisions, PluginError>;
 
     /// Called once after the last batch; may name any file of the run not
     /// named before. Most policies have nothing to add.
@@ -117,76 +119,207 @@ impl Default for Decisions {
     }
 }
 
-impl Batch {
-    /// An empty batch, to fill with [`Batch::push`] (tests, mostly).
-    pub fn new(entities: Vec<Entity>, kinds: Vec<String>) -> Self {
+/// One retention batch. On the host, each column is fetched on first use
+/// (one copy, no allocation per file) and kept for the rest of the call, so
+/// a policy pays only for the columns it reads. In native tests, build one
+/// with [`Batch::new`] and [`Batch::push`].
+pub struct Batch<'a> {
+    #[cfg(target_arch = "wasm32")]
+    host: Option<&'a HostBatch>,
+    #[cfg(not(target_arch = "wasm32"))]
+    host: std::marker::PhantomData<&'a ()>,
+    len: usize,
+    first_id: u64,
+    entities: OnceCell<Vec<Entity>>,
+    kinds: OnceCell<Vec<String>>,
+    sizes: OnceCell<Vec<u64>>,
+    created_ms: OnceCell<Vec<i64>>,
+    modified_ms: OnceCell<Vec<i64>>,
+    last_access_ms: OnceCell<Vec<i64>>,
+    entity: OnceCell<Vec<u32>>,
+    kind: OnceCell<Vec<u32>>,
+    flags: OnceCell<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Batch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("len", &self.len)
+            .field("first_id", &self.first_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads a column: the cached one, else from the host (wasm32 only).
+macro_rules! column {
+    ($self:ident, $field:ident, $fetch:ident) => {
+        $self.$field.get_or_init(|| {
+            #[cfg(target_arch = "wasm32")]
+            if let Some(host) = $self.host {
+                return host.$fetch();
+            }
+            Vec::new()
+        })
+    };
+}
+
+impl Batch<'static> {
+    /// An empty batch whose first file will have id `first_id`, to fill with
+    /// [`Batch::push`] (native tests).
+    pub fn new(first_id: u64, entities: Vec<Entity>, kinds: Vec<String>) -> Self {
         Batch {
-            entities,
-            kinds,
-            ids: Vec::new(),
-            sizes: Vec::new(),
-            created_ms: Vec::new(),
-            modified_ms: Vec::new(),
-            last_access_ms: Vec::new(),
-            entity: Vec::new(),
-            kind: Vec::new(),
-            flags: Vec::new(),
+            #[cfg(target_arch = "wasm32")]
+            host: None,
+            #[cfg(not(target_arch = "wasm32"))]
+            host: std::marker::PhantomData,
+            len: 0,
+            first_id,
+            entities: OnceCell::from(entities),
+            kinds: OnceCell::from(kinds),
+            sizes: OnceCell::from(Vec::new()),
+            created_ms: OnceCell::from(Vec::new()),
+            modified_ms: OnceCell::from(Vec::new()),
+            last_access_ms: OnceCell::from(Vec::new()),
+            entity: OnceCell::from(Vec::new()),
+            kind: OnceCell::from(Vec::new()),
+            flags: OnceCell::from(Vec::new()),
         }
     }
 
-    /// Appends a file to every column.
-    pub fn push(&mut self, file: Candidate) {
-        self.ids.push(file.id);
-        self.sizes.push(file.size);
-        self.created_ms.push(file.created_ms);
-        self.modified_ms.push(file.modified_ms);
-        self.last_access_ms.push(file.last_access_ms.unwrap_or(0));
-        self.entity.push(file.entity.unwrap_or(NO_ENTITY));
-        self.kind.push(file.kind);
-        self.flags.push(file.flags.0);
+    /// Appends a file to every column and returns its id.
+    pub fn push(&mut self, file: Candidate) -> u64 {
+        fn push<T>(cell: &mut OnceCell<Vec<T>>, value: T) {
+            if let Some(column) = cell.get_mut() {
+                column.push(value);
+            }
+        }
+        push(&mut self.sizes, file.size);
+        push(&mut self.created_ms, file.created_ms);
+        push(&mut self.modified_ms, file.modified_ms);
+        push(&mut self.last_access_ms, file.last_access_ms.unwrap_or(0));
+        push(&mut self.entity, file.entity.unwrap_or(NO_ENTITY));
+        push(&mut self.kind, file.kind);
+        push(&mut self.flags, file.flags.0);
+        self.len += 1;
+        self.first_id + self.len as u64 - 1
+    }
+}
+
+impl<'a> Batch<'a> {
+    /// The batch the host handed to `plan`.
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn from_host(host: &'a HostBatch) -> Self {
+        Batch {
+            host: Some(host),
+            len: host.len() as usize,
+            first_id: host.first_id(),
+            entities: OnceCell::new(),
+            kinds: OnceCell::new(),
+            sizes: OnceCell::new(),
+            created_ms: OnceCell::new(),
+            modified_ms: OnceCell::new(),
+            last_access_ms: OnceCell::new(),
+            entity: OnceCell::new(),
+            kind: OnceCell::new(),
+            flags: OnceCell::new(),
+        }
     }
 
     /// How many files the batch holds.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.len == 0
     }
 
-    /// File `i` of the batch.
+    /// The id of file 0; file `i` has id `first_id() + i`.
+    pub fn first_id(&self) -> u64 {
+        self.first_id
+    }
+
+    /// The ids of the batch's files, in order.
+    pub fn ids(&self) -> std::ops::Range<u64> {
+        self.first_id..self.first_id + self.len as u64
+    }
+
+    /// The entities of this batch's files, each once.
+    pub fn entities(&self) -> &[Entity] {
+        column!(self, entities, entities)
+    }
+
+    /// The kinds of this batch's files, each once.
+    pub fn kinds(&self) -> &[String] {
+        column!(self, kinds, kinds)
+    }
+
+    /// Each file's size in bytes.
+    pub fn sizes(&self) -> &[u64] {
+        column!(self, sizes, sizes)
+    }
+
+    /// When wharf first indexed each file, ms since the Unix epoch.
+    pub fn created_ms(&self) -> &[i64] {
+        column!(self, created_ms, created_ms)
+    }
+
+    /// Each file's last modification, ms since the Unix epoch.
+    pub fn modified_ms(&self) -> &[i64] {
+        column!(self, modified_ms, modified_ms)
+    }
+
+    /// When each file was last read for an export or sync; 0 if never.
+    pub fn last_access_ms(&self) -> &[i64] {
+        column!(self, last_access_ms, last_access_ms)
+    }
+
+    /// Index into [`Batch::entities`] of each file's entity, or [`NO_ENTITY`].
+    pub fn entity(&self) -> &[u32] {
+        column!(self, entity, entity)
+    }
+
+    /// Index into [`Batch::kinds`] of each file's kind.
+    pub fn kind(&self) -> &[u32] {
+        column!(self, kind, kind)
+    }
+
+    /// What the host knows of each file, as [`FileFlags`] bits.
+    pub fn flags(&self) -> &[u8] {
+        column!(self, flags, flags)
+    }
+
+    /// File `i` of the batch, every column read.
     pub fn file(&self, i: usize) -> Candidate {
-        let at = |column: &[u32]| column.get(i).copied().unwrap_or(NO_ENTITY);
-        let entity = at(&self.entity);
-        let last_access = self.last_access_ms.get(i).copied().unwrap_or(0);
+        let entity = self.entity().get(i).copied().unwrap_or(NO_ENTITY);
+        let last_access = self.last_access_ms().get(i).copied().unwrap_or(0);
         Candidate {
-            id: self.ids[i],
-            size: self.sizes.get(i).copied().unwrap_or(0),
-            created_ms: self.created_ms.get(i).copied().unwrap_or(0),
-            modified_ms: self.modified_ms.get(i).copied().unwrap_or(0),
+            size: self.sizes().get(i).copied().unwrap_or(0),
+            created_ms: self.created_ms().get(i).copied().unwrap_or(0),
+            modified_ms: self.modified_ms().get(i).copied().unwrap_or(0),
             last_access_ms: (last_access != 0).then_some(last_access),
             entity: (entity != NO_ENTITY).then_some(entity),
-            kind: self.kind.get(i).copied().unwrap_or(0),
-            flags: FileFlags(self.flags.get(i).copied().unwrap_or(0)),
+            kind: self.kind().get(i).copied().unwrap_or(0),
+            flags: FileFlags(self.flags().get(i).copied().unwrap_or(0)),
         }
     }
 
-    /// Every file of the batch, in order.
-    pub fn files(&self) -> impl Iterator<Item = Candidate> + '_ {
-        (0..self.len()).map(|i| self.file(i))
+    /// Every file of the batch with its id, in order (reads every column;
+    /// hot loops read just the columns they need).
+    pub fn files(&self) -> impl Iterator<Item = (u64, Candidate)> + '_ {
+        (0..self.len).map(|i| (self.first_id + i as u64, self.file(i)))
     }
 
     /// The entity of a candidate, if it has one.
     pub fn entity_of(&self, candidate: &Candidate) -> Option<&Entity> {
         candidate
             .entity
-            .and_then(|index| self.entities.get(index as usize))
+            .and_then(|index| self.entities().get(index as usize))
     }
 
     /// The kind of a candidate (`capture`, `export`, …).
     pub fn kind_of(&self, candidate: &Candidate) -> &str {
-        self.kinds
+        self.kinds()
             .get(candidate.kind as usize)
             .map_or("", String::as_str)
     }
@@ -216,8 +349,17 @@ impl<R: Retention + 'static> exports::GuestPlanner for PlannerCell<R> {
         ))))
     }
 
-    fn plan(&self, batch: Batch) -> Result<Decisions, PluginError> {
-        self.0.borrow_mut().plan(batch)
+    #[cfg(target_arch = "wasm32")]
+    fn plan(&self, batch: &HostBatch) -> Result<Decisions, PluginError> {
+        self.0.borrow_mut().plan(&Batch::from_host(batch))
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn plan(
+        &self,
+        _: &crate::__bindings::retention::wharf::plugin::batches::Batch,
+    ) -> Result<Decisions, PluginError> {
+        unreachable!("the host calls plan only on wasm32")
     }
 
     fn finish(&self) -> Result<Decisions, PluginError> {
@@ -231,9 +373,8 @@ mod tests {
 
     #[test]
     fn a_batch_reads_back_what_was_pushed() {
-        let mut batch = Batch::new(Vec::new(), vec!["capture".into()]);
+        let mut batch = Batch::new(7, Vec::new(), vec!["capture".into()]);
         let file = Candidate {
-            id: 7,
             size: 3,
             created_ms: 10,
             modified_ms: 11,
@@ -242,8 +383,9 @@ mod tests {
             kind: 0,
             flags: FileFlags(FileFlags::SYNCED | FileFlags::LEASED),
         };
-        batch.push(file);
-        assert_eq!(batch.files().collect::<Vec<_>>(), vec![file]);
+        assert_eq!(batch.push(file), 7);
+        assert_eq!(batch.files().collect::<Vec<_>>(), vec![(7, file)]);
+        assert_eq!(batch.ids(), 7..8);
         assert!(file.flags.synced() && file.flags.leased() && !file.flags.export_held());
         assert_eq!(batch.kind_of(&file), "capture");
         assert!(batch.entity_of(&file).is_none());

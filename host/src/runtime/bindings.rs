@@ -23,6 +23,7 @@ pub(crate) mod retention {
         with: {
             "wharf:plugin/types": crate::runtime::bindings::exporter::wharf::plugin::types,
             "wharf:plugin/host": crate::runtime::bindings::exporter::wharf::plugin::host,
+            "wharf:plugin/batches.batch": crate::runtime::host::HostBatch,
         },
     });
 }
@@ -59,7 +60,7 @@ pub(crate) use exporter::wharf::plugin::host::Level;
 pub(crate) use exporter::wharf::plugin::{
     files as files_api, host as host_api, output as output_api, types as types_api,
 };
-pub(crate) use retention::wharf::plugin::disk as disk_api;
+pub(crate) use retention::wharf::plugin::{batches as batches_api, disk as disk_api};
 pub(crate) use uploader::wharf::plugin::{http as http_api, local_store as local_api};
 
 pub use exporter::exports::wharf::plugin::export_format::ExportResult;
@@ -67,5 +68,5 @@ pub use exporter::wharf::plugin::files::RemoteCopy;
 pub use exporter::wharf::plugin::types::{
     Entity, ParamSpec, PluginError, PluginInfo, TransientError,
 };
-pub use retention::exports::wharf::plugin::retention_policy::{Batch, Decisions, Deletion};
+pub use retention::exports::wharf::plugin::retention_policy::{Decisions, Deletion};
 pub use uploader::exports::wharf::plugin::transfer::{Destination, DestinationKind, UploadResult};

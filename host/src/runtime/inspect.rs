@@ -42,7 +42,7 @@ impl World {
     fn allowed_imports(self) -> &'static [&'static str] {
         match self {
             World::Exporter => &["types", "host", "files", "output"],
-            World::Retention => &["types", "host", "disk"],
+            World::Retention => &["types", "host", "disk", "batches"],
             World::Uploader => &["types", "host", "files", "http", "local-store"],
         }
     }

@@ -16,12 +16,13 @@ mod manifest;
 mod registry;
 
 pub use bindings::{
-    Batch, Deletion, Entity, ExportResult, ParamSpec, PluginError, PluginInfo, RemoteCopy,
-    TransientError, UploadResult,
+    Deletion, Entity, ExportResult, ParamSpec, PluginError, PluginInfo, RemoteCopy, TransientError,
+    UploadResult,
 };
 pub use cache::CacheOutcome;
 pub use call::{
-    CallError, CallFile, Decided, DestinationAccess, ErrorClass, Params, PlanSession, UploadTarget,
+    Batch, CallError, CallFile, Decided, DestinationAccess, ErrorClass, Params, PlanSession,
+    UploadTarget,
 };
 pub use engine::{Allocator, Runtime, RuntimeConfig};
 pub use host::{Credential, RemoteAccess};

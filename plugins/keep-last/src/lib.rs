@@ -59,21 +59,23 @@ impl Retention for KeepLast {
 }
 
 impl Planner for Run {
-    fn plan(&mut self, batch: Batch) -> Result<Decisions, PluginError> {
+    fn plan(&mut self, batch: &Batch) -> Result<Decisions, PluginError> {
         let mut decisions = Decisions::new();
         let reason = decisions.reason(&self.reason);
         let mut current = None;
         let mut seen = 0u64;
-        // Straight over the three columns it needs.
-        let files = batch.ids.iter().zip(&batch.entity).zip(&batch.created_ms);
-        for ((&id, &entity), &created_ms) in files {
+        // Straight over the columns it needs: the creation times only when
+        // a minimum age makes them matter.
+        let created = (self.cutoff_ms != i64::MAX).then(|| batch.created_ms());
+        for ((id, &entity), i) in batch.ids().zip(batch.entity()).zip(0..) {
             // The files of no entity are one group, as the host sends them.
             if current != Some(entity) {
                 current = Some(entity);
                 seen = 0;
             }
             seen += 1;
-            if seen > self.keep && created_ms <= self.cutoff_ms {
+            let old_enough = created.is_none_or(|created| created[i] <= self.cutoff_ms);
+            if seen > self.keep && old_enough {
                 decisions.delete_for(id, reason);
             }
         }
@@ -92,9 +94,8 @@ mod tests {
     use wharf_sdk::mock::MockHost;
     use wharf_sdk::{Candidate, Entity, FileFlags};
 
-    fn file(id: u64, entity: u32, created_ms: i64) -> Candidate {
+    fn file(entity: u32, created_ms: i64) -> Candidate {
         Candidate {
-            id,
             size: 1,
             created_ms,
             modified_ms: created_ms,
@@ -105,15 +106,18 @@ mod tests {
         }
     }
 
-    fn batch(files: Vec<Candidate>) -> Batch {
+    /// A batch whose files get ids 1, 2, 3, ...
+    fn batch(files: Vec<Candidate>) -> Batch<'static> {
         let entity = |name: &str| Entity {
             name: name.into(),
             version: 1,
             last_export_ms: None,
             attributes: Vec::new(),
         };
-        let mut batch = Batch::new(vec![entity("a"), entity("b")], vec!["capture".into()]);
-        files.into_iter().for_each(|file| batch.push(file));
+        let mut batch = Batch::new(1, vec![entity("a"), entity("b")], vec!["capture".into()]);
+        files.into_iter().for_each(|file| {
+            batch.push(file);
+        });
         batch
     }
 
@@ -127,13 +131,8 @@ mod tests {
     #[test]
     fn keeps_the_newest_per_entity() {
         let mut run = KeepLast::open(params(&[("keep", "2")])).unwrap();
-        let files = vec![
-            file(1, 0, 30),
-            file(2, 0, 20),
-            file(3, 0, 10),
-            file(4, 1, 5),
-        ];
-        let decided = run.plan(batch(files)).unwrap();
+        let files = vec![file(0, 30), file(0, 20), file(0, 10), file(1, 5)];
+        let decided = run.plan(&batch(files)).unwrap();
         assert_eq!(decided.files(), vec![3]);
         assert!(decided.reasons[0].contains("newest 2"));
     }
@@ -144,11 +143,7 @@ mod tests {
         let decided = host
             .run(|| {
                 let mut run = KeepLast::open(params(&[("keep", "0"), ("min_age_ms", "50")]))?;
-                run.plan(batch(vec![
-                    file(1, 0, 990),
-                    file(2, 0, 980),
-                    file(3, 0, 100),
-                ]))
+                run.plan(&batch(vec![file(0, 990), file(0, 980), file(0, 100)]))
             })
             .unwrap();
         assert_eq!(decided.files(), vec![3]);

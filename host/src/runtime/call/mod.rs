@@ -23,7 +23,7 @@ use super::limits::MemoryLimiter;
 use super::registry::{Plugin, WorldPre};
 
 pub use export::CallFile;
-pub use retention::{Decided, PlanSession};
+pub use retention::{Batch, Decided, PlanSession};
 pub use upload::{DestinationAccess, UploadTarget};
 
 /// Named parameters of a call.

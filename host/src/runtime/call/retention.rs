@@ -10,12 +10,38 @@
 use std::path::Path;
 
 use wasmtime::Store;
-use wasmtime::component::ResourceAny;
+use wasmtime::component::{Resource, ResourceAny};
 
 use super::{CallError, CallState, Grants, Params, entered};
 use crate::runtime::bindings::retention::Retention;
-use crate::runtime::bindings::{Batch, Decisions, Deletion};
+use crate::runtime::bindings::{Decisions, Deletion, Entity};
+use crate::runtime::host::HostBatch;
 use crate::runtime::registry::{Plugin, WorldPre};
+
+/// One retention batch, in columns: entry `i` of every column is file `i`.
+/// The plugin reads it through the `batches` interface, column by column;
+/// it sees the files as run-local ids, never `ids`.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// The entities of the files, each once.
+    pub entities: Vec<Entity>,
+    /// The kinds of the files, each once.
+    pub kinds: Vec<String>,
+    /// The caller's id of each file; deletions come back in these.
+    pub ids: Vec<u64>,
+    pub sizes: Vec<u64>,
+    pub created_ms: Vec<i64>,
+    pub modified_ms: Vec<i64>,
+    /// 0 when never read for an export or sync.
+    pub last_access_ms: Vec<i64>,
+    /// Index into `entities`, or `u32::MAX` for a file of no entity.
+    pub entity: Vec<u32>,
+    /// Index into `kinds`.
+    pub kind: Vec<u32>,
+    /// Bits: 1 synced to every required destination, 2 a cached export,
+    /// 4 leased (as the contract's `batch.flags`).
+    pub flags: Vec<u8>,
+}
 
 /// Longest reason kept, in bytes; it goes to the audit log.
 const MAX_REASON: usize = 1024;
@@ -105,18 +131,27 @@ fn check_columns(batch: &Batch) -> Result<(), CallError> {
 }
 
 impl PlanSession<'_> {
-    /// Plans one batch. Its `ids` column is replaced by run-local ids
-    /// before the call; the deletions come back in the ids the caller had
-    /// put there. After a fault the instance is gone and every later call of
-    /// the session fails.
+    /// Plans one batch. The plugin sees its files as run-local ids; the
+    /// deletions come back in the batch's `ids`. The batch is lent to the
+    /// call and handed back unchanged. After a fault the instance is gone
+    /// and every later call of the session fails.
     pub fn plan(&mut self, batch: &mut Batch) -> Result<Decided, CallError> {
         self.usable()?;
         check_columns(batch)?;
         let first = self.ids.len() as u64;
-        let local = (first..first + batch.ids.len() as u64).collect();
-        self.ids
-            .append(&mut std::mem::replace(&mut batch.ids, local));
+        self.ids.extend_from_slice(&batch.ids);
         self.named.resize(self.ids.len().div_ceil(64), 0);
+        let lent = HostBatch {
+            first_id: first,
+            batch: std::mem::take(batch),
+        };
+        let handle = self
+            .store
+            .data_mut()
+            .table
+            .push(lent)
+            .map_err(|err| CallError::Host(format!("cannot lend the batch: {err}")))?;
+        let borrowed = Resource::<HostBatch>::new_borrow(handle.rep());
         let plugin = self.plugin;
         let span = plugin.span("plan");
         let _entered = span.enter();
@@ -125,7 +160,10 @@ impl PlanSession<'_> {
             .instance
             .wharf_plugin_retention_policy()
             .planner()
-            .call_plan(&mut self.store, self.planner, batch);
+            .call_plan(&mut self.store, self.planner, borrowed);
+        if let Ok(lent) = self.store.data_mut().table.delete(handle) {
+            *batch = lent.batch;
+        }
         let result = plugin.settle(outcome, self.store.data_mut(), started);
         self.check(result, first)
     }

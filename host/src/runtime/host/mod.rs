@@ -9,6 +9,7 @@
 //! declares several even when unused) is linked to a function that fails the
 //! call with a typed access-denied error.
 
+mod batches;
 mod disk;
 mod files;
 mod http;
@@ -22,11 +23,13 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceType};
 
 use super::bindings::{
-    disk_api, files_api, host_api, http_api, local_api, output_api, sandbox, types_api,
+    batches_api, disk_api, files_api, host_api, http_api, local_api, output_api, sandbox, types_api,
 };
 use super::call::CallState;
 
 // `bindgen!` re-exports the resource types, so they are `pub` here.
+#[allow(unreachable_pub)]
+pub use batches::HostBatch;
 #[allow(unreachable_pub)]
 pub use files::GrantedFile;
 pub(crate) use files::open_range;
@@ -75,6 +78,7 @@ pub(crate) fn base_linker(engine: &Engine) -> anyhow::Result<Linker<CallState>> 
     add(http_api::add_to_linker::<_, State>(&mut linker, get))?;
     add(local_api::add_to_linker::<_, State>(&mut linker, get))?;
     add(disk_api::add_to_linker::<_, State>(&mut linker, get))?;
+    add(batches_api::add_to_linker::<_, State>(&mut linker, get))?;
     add(sandbox::Sandbox::add_to_linker::<_, State>(
         &mut linker,
         get,

@@ -41,27 +41,27 @@ impl Retention for HostileRetention {
 }
 
 impl Planner for Run {
-    fn plan(&mut self, batch: Batch) -> Result<Decisions, PluginError> {
-        self.seen.extend(&batch.ids);
-        let first = batch.ids.first().copied();
+    fn plan(&mut self, batch: &Batch) -> Result<Decisions, PluginError> {
+        self.seen.extend(batch.ids());
+        let first = batch.ids().next();
         self.first = self.first.or(first);
         let mut decisions = Decisions::new();
         match self.mode.as_str() {
             "keep" | "finish-all" => {}
             "delete-all" => {
-                for file in batch.files() {
+                for (id, file) in batch.files() {
                     let kind = batch.kind_of(&file);
                     let entity = batch.entity_of(&file).map_or("-", |e| e.name.as_str());
-                    decisions.delete(file.id, &format!("{kind} of {entity}"));
+                    decisions.delete(id, &format!("{kind} of {entity}"));
                 }
             }
             "released" => {
                 // Keeps the files of released entities, deletes the rest.
-                for file in batch.files() {
+                for (id, file) in batch.files() {
                     let released = batch.entity_of(&file).and_then(|e| e.attribute("released"))
                         == Some("true");
                     if !released {
-                        decisions.delete(file.id, "not released");
+                        decisions.delete(id, "not released");
                     }
                 }
             }
@@ -81,7 +81,7 @@ impl Planner for Run {
                 }
             }
             "stray" => {
-                let max = batch.ids.iter().copied().max().unwrap_or(0);
+                let max = batch.ids().max().unwrap_or(0);
                 decisions.delete(max + 1000, "not in the batch");
             }
             "bad-reason" => {
