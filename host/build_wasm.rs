@@ -28,6 +28,11 @@ pub(crate) fn build_guests(workspace_root: &Path, guests_dir: &Path) -> Vec<Gues
         "cargo:rerun-if-changed={}",
         workspace_root.join("Cargo.lock").display()
     );
+    // The `wasm-guest` profile lives in the workspace manifest.
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace_root.join("Cargo.toml").display()
+    );
     let packages = guest_packages(guests_dir);
     if packages.is_empty() {
         return Vec::new();

@@ -19,9 +19,9 @@ pub struct FileFlags(pub u8);
 impl FileFlags {
     /// A verified copy exists on every destination marked required.
     pub const SYNCED: u8 = 1;
-    /// A running or cached export holds it.
+    /// It is a cached export: the export cache decides when it goes.
     pub const EXPORT_HELD: u8 = 2;
-    /// A lease is held on it.
+    /// A lease is held on it (e.g. a running export or upload reads it).
     pub const LEASED: u8 = 4;
 
     pub fn synced(self) -> bool {

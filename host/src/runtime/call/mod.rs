@@ -147,6 +147,10 @@ pub(crate) enum Fault {
     /// A misuse of an import that no honest plugin makes.
     #[error("{0}")]
     Trap(String),
+    /// The host itself failed inside a host function (not the plugin's
+    /// fault; worth retrying).
+    #[error("{0}")]
+    Host(String),
 }
 
 /// The data of one call's store.
@@ -398,6 +402,7 @@ fn fault_error(fault: Fault, limits: &super::Limits, timeout: Duration) -> CallE
         Fault::OutputLimit => CallError::OutputLimit(limits.output_bytes),
         Fault::AccessDenied(what) => CallError::AccessDenied(what),
         Fault::Trap(what) => CallError::Trap(what),
+        Fault::Host(what) => CallError::Host(what),
     }
 }
 

@@ -10,12 +10,13 @@ impl disk_api::Host for CallState {
         let Some(path) = self.disk.clone() else {
             return Err(self.trap(Fault::AccessDenied("this call has no disk".into())));
         };
-        let stat = rustix::fs::statvfs(&path).map_err(|err| {
-            wasmtime::Error::msg(format!(
-                "cannot read the free space of {}: {err}",
-                path.display()
-            ))
-        })?;
+        let stat = match rustix::fs::statvfs(&path) {
+            Ok(stat) => stat,
+            Err(err) => {
+                let why = format!("cannot read the free space of {}: {err}", path.display());
+                return Err(self.trap(Fault::Host(why)));
+            }
+        };
         Ok(disk_api::DiskSpace {
             total_bytes: stat.f_blocks.saturating_mul(stat.f_frsize),
             free_bytes: stat.f_bavail.saturating_mul(stat.f_frsize),

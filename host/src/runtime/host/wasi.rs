@@ -361,8 +361,9 @@ impl CallState {
             ))));
         }
         let mut bytes = vec![0u8; len as usize];
-        getrandom::fill(&mut bytes)
-            .map_err(|err| wasmtime::Error::msg(format!("the host has no randomness: {err}")))?;
+        if let Err(err) = getrandom::fill(&mut bytes) {
+            return Err(self.trap(Fault::Host(format!("the host has no randomness: {err}"))));
+        }
         Ok(bytes)
     }
 }
