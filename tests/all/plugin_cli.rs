@@ -471,3 +471,48 @@ fn a_component_over_the_size_limit_or_the_load_timeout_is_not_loaded() {
     let loaded = runtime(dir.path()).load(bundled("tar-export")).unwrap();
     assert_eq!(loaded.name, "tar-export");
 }
+
+#[test]
+fn the_panic_of_a_plugin_that_panics_at_load_is_in_the_not_loaded_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let plugins = data.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let wasm = std::fs::read(wharf_tests::PANICS_AT_LOAD).unwrap();
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&wasm));
+    std::fs::write(plugins.join("panicky.wasm"), &wasm).unwrap();
+    std::fs::write(
+        plugins.join("panicky.toml"),
+        format!("wasm = \"panicky.wasm\"\nsha256 = \"{sha256}\"\n"),
+    )
+    .unwrap();
+    let listed = wharf(&data, &["plugin", "list"]);
+    assert_eq!(listed.status.code(), Some(1));
+    let line = stderr(&listed)
+        .lines()
+        .find(|line| line.starts_with("not loaded:") && line.contains("panicky"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(
+        line.contains("trapped")
+            && line.contains("the configuration baked into this plugin is missing"),
+        "{}",
+        stderr(&listed)
+    );
+    let refused = wharf(
+        &data,
+        &[
+            "plugin",
+            "install",
+            wharf_tests::PANICS_AT_LOAD,
+            "--name",
+            "other",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("baked into this plugin is missing"),
+        "{}",
+        stderr(&refused)
+    );
+}
