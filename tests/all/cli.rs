@@ -163,8 +163,10 @@ fn the_daemon_records_its_plugins_and_reloads_them_atomically() {
         ]
     );
 
-    // A good new plugin arrives with the reload.
+    // A good new plugin arrives with the reload, together with a changed
+    // engine setting: the new set loads into a runtime built with it.
     install_hostile(data.root(), None);
+    std::fs::write(data.config_path(), "[plugins]\nmax_instances = 8\n").unwrap();
     tokio.block_on(signals.send(Signal::Reload)).unwrap();
     let listed = wait_for_async(&tokio, || wait_for(4));
     assert!(listed.contains(&"hostile:exporter".to_string()));
