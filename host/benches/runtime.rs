@@ -44,12 +44,13 @@ fn runtime(allocator: Allocator, cache_dir: Option<PathBuf>) -> Runtime {
         compiled_cache_dir: cache_dir,
         quarantine_after: 5,
         epoch_tick: Duration::from_millis(2),
+        max_component_bytes: 16 << 20,
     })
     .expect("the runtime starts")
 }
 
 fn keep_last_source() -> PluginSource {
-    wharf::runtime::bundled(limits())
+    wharf::plugins::bundled(limits())
         .into_iter()
         .find(|source| source.name == "keep-last")
         .expect("keep-last is bundled")

@@ -39,6 +39,13 @@ pub struct PluginsConfig {
     /// Consecutive trapping calls after which a plugin is quarantined until
     /// the next reload (default 5).
     pub quarantine_after: u32,
+    /// Largest plugin component (`.wasm` file) loaded, in bytes; compiling
+    /// is the one step of a load no deadline interrupts (default 16 MiB).
+    pub max_component_bytes: u64,
+    /// How long loading one plugin (compiling it and its `describe` call)
+    /// may take, in milliseconds; a slower plugin is not loaded, the others
+    /// are (default 60000).
+    pub load_timeout_ms: u64,
 }
 
 impl Default for PluginsConfig {
@@ -51,6 +58,8 @@ impl Default for PluginsConfig {
             max_memory_bytes: 1 << 30,
             max_instances: 64,
             quarantine_after: 5,
+            max_component_bytes: 16 << 20,
+            load_timeout_ms: 60_000,
         }
     }
 }
@@ -248,6 +257,18 @@ impl Config {
                 plugins.quarantine_after
             ));
         }
+        if !(1024..=(1u64 << 30)).contains(&plugins.max_component_bytes) {
+            return Err(format!(
+                "plugins.max_component_bytes = {} must be between 1024 and 1073741824 (1 GiB)",
+                plugins.max_component_bytes
+            ));
+        }
+        if !(100..=3_600_000).contains(&plugins.load_timeout_ms) {
+            return Err(format!(
+                "plugins.load_timeout_ms = {} must be between 100 and 3600000 (an hour)",
+                plugins.load_timeout_ms
+            ));
+        }
         validate_limits(&self.plugin_limits(), plugins.max_memory_bytes)
             .map_err(|err| format!("plugins.{err}"))?;
         self.ingest.validate()?;
@@ -274,6 +295,7 @@ impl Config {
             compiled_cache_dir: Some(compiled_cache_dir.to_path_buf()),
             quarantine_after: self.plugins.quarantine_after,
             epoch_tick: Duration::from_millis(5),
+            max_component_bytes: self.plugins.max_component_bytes,
         }
     }
 
@@ -355,6 +377,8 @@ mod tests {
             ("[plugins]\nmax_instances = 0", "max_instances"),
             ("[plugins]\nquarantine_after = 0", "quarantine_after"),
             ("[plugins]\noutput_bytes = 0", "output_bytes"),
+            ("[plugins]\nmax_component_bytes = 0", "max_component_bytes"),
+            ("[plugins]\nload_timeout_ms = 0", "load_timeout_ms"),
         ] {
             let err = Config::parse(text).unwrap_err().to_string();
             assert!(err.contains(&format!("plugins.{key}")), "{text}: {err}");

@@ -89,8 +89,16 @@ pub async fn run_with(
         );
         tokio::task::spawn_blocking(move || acquire_daemon_lease(index, &data_dir, ttl)).await??
     };
-    let runtime = Runtime::new(config.runtime_config(&data_dir.compiled_cache_dir()))?;
-    let mut loaded = load(&runtime, &config, &data_dir, &index)?;
+    let mut runtime = Runtime::new(config.runtime_config(&data_dir.compiled_cache_dir()))?;
+    let mut loaded = {
+        let (runtime, config, data_dir, index) = (
+            runtime.clone(),
+            config.clone(),
+            data_dir.clone(),
+            index.clone(),
+        );
+        tokio::task::spawn_blocking(move || load(&runtime, &config, &data_dir, &index)).await??
+    };
     for error in &loaded.errors {
         tracing::error!(error = %error, "plugin not loaded");
     }
@@ -123,6 +131,11 @@ pub async fn run_with(
         trigger(&queue, &waker, request, Trigger::Startup).await;
     }
     let mut config = config;
+    // A SIGHUP compiles plugins on a blocking thread; the loop keeps serving
+    // signals and schedules meanwhile. One reload at a time: a SIGHUP during
+    // one makes exactly one more follow.
+    let mut reloading: Option<tokio::task::JoinHandle<anyhow::Result<Reloaded>>> = None;
+    let mut reload_again = false;
     let mut scheduler = Scheduler::new(
         schedules(&config, &handlers),
         stagger(&config),
@@ -141,12 +154,19 @@ pub async fn run_with(
                     }
                     trigger(&queue, &waker, Request::full_cleanup(), Trigger::Signal).await;
                 }
-                Signal::Reload => match reload(&runtime, &data_dir, &index) {
-                    Ok((new_config, report)) => {
+                Signal::Reload if reloading.is_some() => reload_again = true,
+                Signal::Reload => reloading = Some(spawn_reload(&runtime, &config, &data_dir, &index)),
+            },
+            finished = async { reloading.as_mut().expect("guarded by is_some").await }, if reloading.is_some() => {
+                reloading = None;
+                match finished.unwrap_or_else(|panic| Err(anyhow::anyhow!("the reload panicked: {panic}"))) {
+                    Ok(reloaded) => {
                         tracing::info!(
-                            plugins = report.registry.len(),
+                            plugins = reloaded.report.registry.len(),
+                            runtime_rebuilt = reloaded.runtime.is_some(),
                             "configuration and plugins reloaded"
                         );
+                        let new_config = reloaded.config;
                         if schedules(&new_config, &handlers) != schedules(&config, &handlers)
                             || new_config.jobs.stagger_ms != config.jobs.stagger_ms
                         {
@@ -154,13 +174,19 @@ pub async fn run_with(
                         }
                         *shared_config.write().unwrap_or_else(PoisonError::into_inner) = new_config.clone();
                         config = new_config;
-                        loaded = report;
+                        loaded = reloaded.report;
+                        if let Some(rebuilt) = reloaded.runtime {
+                            runtime = rebuilt;
+                        }
                     }
                     Err(error) => {
                         tracing::error!(error = %format!("{error:#}"), "reload failed; keeping the running configuration and plugins");
                     }
-                },
-            },
+                }
+                if std::mem::take(&mut reload_again) {
+                    reloading = Some(spawn_reload(&runtime, &config, &data_dir, &index));
+                }
+            }
             () = tokio::time::sleep_until(next.into()) => {
                 for request in scheduler.due(Instant::now()) {
                     trigger(&queue, &waker, request, Trigger::Periodic).await;
@@ -247,17 +273,103 @@ fn load(
     Ok(report)
 }
 
+/// What a successful reload produced.
+struct Reloaded {
+    config: Config,
+    report: LoadReport,
+    /// A new runtime, when the engine settings changed.
+    runtime: Option<Runtime>,
+}
+
+fn spawn_reload(
+    runtime: &Runtime,
+    config: &Config,
+    data_dir: &DataDir,
+    index: &Arc<Index>,
+) -> tokio::task::JoinHandle<anyhow::Result<Reloaded>> {
+    let (runtime, running, data_dir, index) = (
+        runtime.clone(),
+        config.clone(),
+        data_dir.clone(),
+        index.clone(),
+    );
+    tokio::task::spawn_blocking(move || reload(&runtime, &running, &data_dir, &index))
+}
+
 /// A new configuration and plugin set, or an error if any part failed.
+/// When the engine settings (`[plugins]` pool size, largest memory,
+/// quarantine threshold, largest component) changed, the plugins are loaded
+/// into a new runtime built with them, so every limit is checked against
+/// the engine that enforces it.
 fn reload(
     runtime: &Runtime,
+    running: &Config,
     data_dir: &DataDir,
     index: &Index,
-) -> anyhow::Result<(Config, LoadReport)> {
+) -> anyhow::Result<Reloaded> {
     let config = Config::load(&data_dir.config_path())?;
-    let report = plugins::load_all(runtime, &config, &data_dir.plugins_dir());
+    let new_engine = config.runtime_config(&data_dir.compiled_cache_dir());
+    let rebuilt = if engine_settings(&config) == engine_settings(running) {
+        None
+    } else {
+        tracing::info!("engine settings changed; building a new plugin runtime");
+        Some(Runtime::new(new_engine)?)
+    };
+    let report = plugins::load_all(
+        rebuilt.as_ref().unwrap_or(runtime),
+        &config,
+        &data_dir.plugins_dir(),
+    );
     if !report.errors.is_empty() {
         anyhow::bail!("{}", report.errors.join("; "));
     }
     index.record_plugins(&report.rows(), now_ms())?;
-    Ok((config, report))
+    Ok(Reloaded {
+        config,
+        report,
+        runtime: rebuilt,
+    })
+}
+
+/// The settings a `Runtime` is built with, which a running one cannot change.
+fn engine_settings(config: &Config) -> (u32, u64, u32, u64) {
+    let plugins = &config.plugins;
+    (
+        plugins.max_instances,
+        plugins.max_memory_bytes,
+        plugins.quarantine_after,
+        plugins.max_component_bytes,
+    )
+}
+
+/// The daemon's lease holder, if a daemon is alive on this index.
+pub fn running_daemon(index: &Index) -> anyhow::Result<Option<String>> {
+    Ok(index
+        .lease_holder(DAEMON_LEASE)?
+        .filter(|holder| holder.expires_ms > now_ms() && !lease::holder_is_dead(&holder.owner))
+        .map(|holder| holder.owner))
+}
+
+/// Asks the daemon running on `data_dir`, if any, to reload its
+/// configuration and plugins (SIGHUP); its pid when there is one.
+pub fn request_reload(data_dir: &DataDir) -> anyhow::Result<Option<u32>> {
+    if !data_dir.index_path().exists() {
+        return Ok(None);
+    }
+    let index = Index::open(&data_dir.index_path())
+        .with_context(|| format!("cannot open the index {}", data_dir.index_path().display()))?;
+    let Some(pid) = running_daemon(&index)?
+        .as_deref()
+        .and_then(lease::holder_pid)
+    else {
+        return Ok(None);
+    };
+    let target = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| anyhow::anyhow!("the daemon's lease names pid {pid}, which is not a pid"))?;
+    rustix::process::kill_process(target, rustix::process::Signal::HUP).with_context(|| {
+        format!("cannot signal the daemon (pid {pid}) to reload; send it SIGHUP yourself")
+    })?;
+    Ok(Some(pid))
 }

@@ -1,5 +1,7 @@
 //! `wharf plugin new`: a plugin crate that builds to wasm32-wasip2 with the
-//! SDK and passes its own test, for each world.
+//! SDK and passes its own tests, for each world: one against the SDK's mock
+//! host, and one that builds the component and runs it through the real
+//! wharf host (`wharf_sdk::real_host!`, `wharf plugin call`).
 
 use std::path::{Path, PathBuf};
 
@@ -39,9 +41,12 @@ pub fn new_plugin(kind: World, name: &str, dir: &Path, sdk: &Path) -> anyhow::Re
     }
     std::fs::create_dir_all(dir.join("src"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
+    let crate_dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
     let type_name = type_name(name);
     let files = [
-        ("Cargo.toml", cargo_toml(name, &sdk)),
+        ("Cargo.toml", cargo_toml(name, &sdk, &crate_dir)),
         ("rust-toolchain.toml", TOOLCHAIN.to_owned()),
         (".gitignore", "/target\n".to_owned()),
         ("src/lib.rs", lib_rs(kind, name, &type_name)),
@@ -66,7 +71,31 @@ fn type_name(name: &str) -> String {
 
 const TOOLCHAIN: &str = "[toolchain]\nchannel = \"1.95.0\"\ntargets = [\"wasm32-wasip2\"]\n";
 
-fn cargo_toml(name: &str, sdk: &Path) -> String {
+/// How the crate depends on the SDK: a relative path when it lives inside
+/// the SDK's source tree (so the two move together), otherwise the SDK's
+/// absolute path, with a comment saying how to point it elsewhere.
+fn sdk_dependency(sdk: &Path, crate_dir: &Path) -> (String, &'static str) {
+    let tree = sdk.parent().unwrap_or(sdk);
+    match crate_dir.strip_prefix(tree) {
+        Ok(inside) => {
+            let up = "../".repeat(inside.components().count());
+            let rest = sdk.strip_prefix(tree).unwrap_or(sdk);
+            (
+                format!("{up}{}", rest.display()),
+                "# The SDK of the wharf source tree this crate lives in.\n",
+            )
+        }
+        Err(_) => (
+            sdk.display().to_string(),
+            "# The SDK of the wharf source tree this crate was created from. If that\n\
+             # tree moves, or on another machine, point `path` at a wharf checkout's\n\
+             # `sdk/` directory (or create the crate with `wharf plugin new --sdk PATH`).\n",
+        ),
+    }
+}
+
+fn cargo_toml(name: &str, sdk: &Path, crate_dir: &Path) -> String {
+    let (path, comment) = sdk_dependency(sdk, crate_dir);
     format!(
         r#"[package]
 name = "{name}"
@@ -80,7 +109,12 @@ edition = "2024"
 crate-type = ["cdylib", "rlib"]
 
 [dependencies]
-wharf-sdk = {{ path = {sdk:?} }}
+{comment}wharf-sdk = {{ path = {path:?} }}
+
+[dev-dependencies]
+# `host-test`: the test that builds this crate to wasm and runs it through the
+# real wharf host (the `wharf` on PATH, or $WHARF).
+wharf-sdk = {{ path = {path:?}, features = ["host-test"] }}
 
 [profile.release]
 opt-level = "s"
@@ -88,18 +122,19 @@ lto = true
 codegen-units = 1
 strip = true
 panic = "abort"
-"#,
-        sdk = sdk.display().to_string()
+"#
     )
 }
 
 fn readme(kind: World, name: &str) -> String {
     format!(
-        "# {name}\n\nA wharf {kind} plugin.\n\n```sh\ncargo test                                      # unit tests with the SDK's mock host\n\
+        "# {name}\n\nA wharf {kind} plugin.\n\n```sh\n\
+         cargo test                                      # the mock host, then the real one (builds the .wasm)\n\
          cargo build --release --target wasm32-wasip2    # target/wasm32-wasip2/release/{file}.wasm\n\
-         wharf plugin inspect target/wasm32-wasip2/release/{file}.wasm\n```\n\n\
-         To install it, copy the .wasm into the data directory's `plugins/` and write `plugins/{name}.toml`:\n\n\
-         ```toml\nwasm = \"{file}.wasm\"\nsha256 = \"<sha256sum of the .wasm>\"\nworld = \"{kind}\"\n```\n",
+         wharf plugin inspect target/wasm32-wasip2/release/{file}.wasm\n\
+         wharf plugin call target/wasm32-wasip2/release/{file}.wasm describe\n\
+         wharf plugin install target/wasm32-wasip2/release/{file}.wasm   # into the data directory; a running daemon reloads\n```\n\n\
+         `cargo test` runs the real-host test with the `wharf` on PATH, or the one `WHARF` names.\n",
         file = name.replace('-', "_")
     )
 }
@@ -152,6 +187,19 @@ mod tests {
         let result = host.run(|| {{TYPE}}::run(entity, files, vec![])).unwrap();
         assert_eq!(result.file_name, "set.txt");
         assert_eq!(host.output, b"a.txt 2\nhi");
+    }
+
+    /// Builds the component and runs it through the real wharf host: what
+    /// the sandbox refuses fails here, not in production.
+    #[test]
+    fn runs_in_the_real_host() {
+        let host = wharf_sdk::real_host!();
+        let input = host.file("a.txt", b"hi");
+        let call = host.call("run", &["--file", &input, "--entity", "set"]);
+        let result = call.result();
+        assert_eq!(result["file_name"], "set.txt");
+        let output = std::fs::read(result["output"].as_str().unwrap()).unwrap();
+        assert_eq!(output, b"a.txt 2\nhi");
     }
 }
 "#;
@@ -222,14 +270,27 @@ mod tests {
         let decided = host.run(|| {{TYPE}}::open(params)?.plan(&batch)).unwrap();
         assert_eq!(decided.files(), vec![2]);
     }
+
+    /// Builds the component and runs a plan through the real wharf host:
+    /// what the sandbox refuses fails here, not in production.
+    #[test]
+    fn runs_in_the_real_host() {
+        let host = wharf_sdk::real_host!();
+        let new = host.file("new.bin", b"x");
+        let call = host.call("plan", &["--file", &new, "--param", "max_age_ms=3600000"]);
+        assert_eq!(call.result()["deleted"], 0, "a file just written is kept");
+        let refused = host.call("plan", &["--file", &new, "--param", "max_age_ms=soon"]);
+        assert_eq!(refused.error().map(|(class, _)| class), Some("invalid-params"));
+    }
 }
 "#;
 
 const UPLOADER: &str = r#"//! {{NAME}}: a wharf uploader. This one PUTs each file to
-//! `<destination>/<sha256>`; the host streams the body from disk.
+//! `<destination>/<sha256>`, the host streaming the body from disk, or has
+//! the host copy it into a local destination under its sha256.
 
 use wharf_sdk::http::{Request, send};
-use wharf_sdk::{Destination, FileEntry, Params, PluginError, PluginInfo, UploadResult, Uploader};
+use wharf_sdk::{Destination, DestinationKind, FileEntry, Params, PluginError, PluginInfo, UploadResult, Uploader, local};
 
 pub struct {{TYPE}};
 
@@ -239,6 +300,10 @@ impl Uploader for {{TYPE}} {
     }
 
     fn run(entry: FileEntry, destination: Destination, _params: Params) -> Result<UploadResult, PluginError> {
+        if destination.kind == DestinationKind::Local {
+            local::place(&entry.file, 0, entry.size, &entry.sha256)?;
+            return Ok(UploadResult { remote_ref: entry.sha256.clone(), remote_sha256: local::sha256(&entry.sha256)? });
+        }
         let url = format!("{}/{}", destination.url.trim_end_matches('/'), entry.sha256);
         let response = send(&Request::put(&url).file_range(&entry.file, 0, entry.size))?;
         match response.status {
@@ -254,7 +319,6 @@ wharf_sdk::export_uploader!({{TYPE}});
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wharf_sdk::DestinationKind;
     use wharf_sdk::http::{Method, Response};
     use wharf_sdk::mock::MockHost;
 
@@ -271,6 +335,18 @@ mod tests {
         let result = host.run(|| {{TYPE}}::run(entry, destination, vec![])).unwrap();
         assert_eq!(result.remote_ref, "http://127.0.0.1:1/b/ab");
     }
+
+    /// Builds the component and uploads through the real wharf host into a
+    /// local directory: what the sandbox refuses fails here, not in production.
+    #[test]
+    fn runs_in_the_real_host() {
+        let host = wharf_sdk::real_host!();
+        let input = host.file("a.bin", b"hi");
+        let dest = host.dir("dest");
+        let call = host.call("run", &["--file", &input, "--local-dir", &dest]);
+        let key = call.result()["remote_ref"].as_str().unwrap().to_owned();
+        assert_eq!(std::fs::read(std::path::Path::new(&dest).join(key)).unwrap(), b"hi");
+    }
 }
 "#;
 
@@ -282,6 +358,16 @@ mod tests {
     fn names_become_rust_type_names() {
         assert_eq!(type_name("my-cool-plugin"), "MyCoolPlugin");
         assert_eq!(type_name("x"), "X");
+    }
+
+    #[test]
+    fn the_sdk_is_a_relative_path_inside_its_tree_and_documented_outside() {
+        let sdk = Path::new("/src/wharf/sdk");
+        let (inside, _) = sdk_dependency(sdk, Path::new("/src/wharf/plugins/mine"));
+        assert_eq!(inside, "../../sdk");
+        let (outside, comment) = sdk_dependency(sdk, Path::new("/home/me/mine"));
+        assert_eq!(outside, "/src/wharf/sdk");
+        assert!(comment.contains("--sdk"), "{comment}");
     }
 
     #[test]

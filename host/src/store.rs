@@ -59,6 +59,28 @@ pub fn plugin_manifest_path(plugins_dir: &Path, name: &str) -> PathBuf {
     plugins_dir.join(format!("{name}.toml"))
 }
 
+/// Where `wharf plugin install` puts the component of plugin `name`.
+pub fn plugin_wasm_path(plugins_dir: &Path, name: &str) -> PathBuf {
+    plugins_dir.join(format!("{name}.wasm"))
+}
+
+/// Writes `bytes` to `path`, replacing it atomically: readers see the old
+/// file or the new one, never part of one. The temporary file is a hidden
+/// sibling, so the rename never crosses filesystems.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut file = tempfile::Builder::new()
+        .prefix(".wharf-")
+        .suffix(".partial")
+        .tempfile_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|error| error.error)?;
+    sync_dir(dir)
+}
+
 /// A data directory.
 #[derive(Debug, Clone)]
 pub struct DataDir {

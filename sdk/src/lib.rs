@@ -50,6 +50,8 @@ pub mod disk;
 mod error;
 pub mod files;
 pub mod host;
+#[cfg(all(feature = "host-test", not(target_arch = "wasm32")))]
+pub mod host_test;
 pub mod http;
 mod info;
 pub mod local;

@@ -9,7 +9,7 @@ fn every_bundled_plugin_loads_and_describes_itself() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime(dir.path());
     let mut worlds = Vec::new();
-    for source in wharf::runtime::bundled(limits()) {
+    for source in wharf::plugins::bundled(limits()) {
         let plugin = runtime.load(source).unwrap();
         assert_eq!(plugin.info.name, plugin.name);
         assert!(!plugin.info.version.is_empty());

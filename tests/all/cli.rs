@@ -112,9 +112,10 @@ fn plugin_inspect_reads_any_component_and_rejects_non_components() {
         wharf(&["plugin", "inspect", wharf_tests::HOSTILE]).unwrap(),
         ExitCode::SUCCESS
     );
+    // A component built for another contract is described, but not loadable.
     assert_eq!(
         wharf(&["plugin", "inspect", "--json", wharf_tests::FUTURE_WIT]).unwrap(),
-        ExitCode::SUCCESS
+        ExitCode::from(1)
     );
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"not wasm at all").unwrap();
@@ -162,8 +163,10 @@ fn the_daemon_records_its_plugins_and_reloads_them_atomically() {
         ]
     );
 
-    // A good new plugin arrives with the reload.
+    // A good new plugin arrives with the reload, together with a changed
+    // engine setting: the new set loads into a runtime built with it.
     install_hostile(data.root(), None);
+    std::fs::write(data.config_path(), "[plugins]\nmax_instances = 8\n").unwrap();
     tokio.block_on(signals.send(Signal::Reload)).unwrap();
     let listed = wait_for_async(&tokio, || wait_for(4));
     assert!(listed.contains(&"hostile:exporter".to_string()));
@@ -193,12 +196,24 @@ where
 }
 
 #[test]
-fn plugin_new_scaffolds_crates_that_pass_their_tests_and_load_as_plugins() {
+fn plugin_new_scaffolds_crates_whose_tests_pass_on_the_mock_and_the_real_host() {
     let dir = tempfile::tempdir().unwrap();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // Shared across runs so only the first pays for compiling the SDK.
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scaffold-test");
     let runtime = runtime(dir.path());
+    let cargo_in = |crate_dir: &Path, args: &[&str]| {
+        Command::new(&cargo)
+            .args(args)
+            .current_dir(crate_dir)
+            .env("CARGO_TARGET_DIR", &target)
+            // The real-host tests run this wharf.
+            .env("WHARF", env!("CARGO_BIN_EXE_wharf-under-test"))
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .output()
+            .unwrap()
+    };
     for kind in World::ALL {
         let name = format!("my-{kind}");
         let crate_dir = dir.path().join(&name);
@@ -212,23 +227,15 @@ fn plugin_new_scaffolds_crates_that_pass_their_tests_and_load_as_plugins() {
         ])
         .unwrap();
         assert_eq!(code, ExitCode::SUCCESS);
-        let cargo_in = |args: &[&str]| {
-            let output = Command::new(&cargo)
-                .args(args)
-                .current_dir(&crate_dir)
-                .env("CARGO_TARGET_DIR", &target)
-                .env_remove("RUSTFLAGS")
-                .env_remove("CARGO_ENCODED_RUSTFLAGS")
-                .output()
-                .unwrap();
-            assert!(
-                output.status.success(),
-                "cargo {args:?} in {name}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        };
-        cargo_in(&["test", "--quiet"]);
-        cargo_in(&["build", "--release", "--target", "wasm32-wasip2", "--quiet"]);
+        // The mock-host test and the real-host test (which builds the wasm).
+        let tested = cargo_in(&crate_dir, &["test"]);
+        let report = String::from_utf8_lossy(&tested.stdout);
+        assert!(
+            tested.status.success(),
+            "cargo test in {name}: {report}{}",
+            String::from_utf8_lossy(&tested.stderr)
+        );
+        assert!(report.contains("runs_in_the_real_host ... ok"), "{report}");
         let wasm = target.join(format!(
             "wasm32-wasip2/release/{}.wasm",
             name.replace('-', "_")
@@ -239,4 +246,28 @@ fn plugin_new_scaffolds_crates_that_pass_their_tests_and_load_as_plugins() {
         assert_eq!(plugin.info.name, name);
         assert_eq!(plugin.world, kind);
     }
+
+    // What the sandbox denies fails the author's `cargo test`, though the
+    // same code passes natively against the mock host.
+    let crate_dir = dir.path().join("my-exporter");
+    let lib = crate_dir.join("src/lib.rs");
+    let code = std::fs::read_to_string(&lib).unwrap();
+    let nosy = code.replacen(
+        "for entry in &files {",
+        "let _ = std::fs::read(\"/etc/hostname\");\n        for entry in &files {",
+        1,
+    );
+    assert_ne!(code, nosy);
+    std::fs::write(&lib, nosy).unwrap();
+    let tested = cargo_in(&crate_dir, &["test"]);
+    let report = String::from_utf8_lossy(&tested.stdout);
+    assert!(!tested.status.success(), "{report}");
+    assert!(
+        report.contains("writes_each_file_after_its_header ... ok"),
+        "{report}"
+    );
+    assert!(
+        report.contains("runs_in_the_real_host ... FAILED") && report.contains("access denied"),
+        "{report}"
+    );
 }

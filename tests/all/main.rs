@@ -11,6 +11,7 @@ mod ingest;
 mod inspect;
 mod jobs;
 mod lease;
+mod plugin_cli;
 mod retention;
 mod sandbox;
 mod support;

@@ -24,6 +24,7 @@ pub(crate) fn runtime_config(cache_dir: Option<PathBuf>) -> RuntimeConfig {
         compiled_cache_dir: cache_dir,
         quarantine_after: 5,
         epoch_tick: Duration::from_millis(2),
+        max_component_bytes: 16 << 20,
     }
 }
 
@@ -49,7 +50,7 @@ pub(crate) fn guest(path: &str) -> Vec<u8> {
 }
 
 pub(crate) fn bundled(name: &str) -> PluginSource {
-    wharf::runtime::bundled(limits())
+    wharf::plugins::bundled(limits())
         .into_iter()
         .find(|s| s.name == name)
         .unwrap()

@@ -49,6 +49,7 @@ fn wharf_runtime(allocator: Allocator) -> Runtime {
         compiled_cache_dir: None,
         quarantine_after: 5,
         epoch_tick: Duration::from_millis(2),
+        max_component_bytes: 16 << 20,
     })
     .expect("the wharf runtime starts")
 }

@@ -14,7 +14,6 @@ use serde_json::json;
 
 use super::JobsFormat;
 use crate::config::Config;
-use crate::daemon::DAEMON_LEASE;
 use crate::index::{CancelOutcome, Enqueued, Index, JobId, JobRow, JobState, RetryOutcome, now_ms};
 use crate::jobs::{self, Pool, PoolSettings, Queue, Request, Trigger};
 use crate::lease;
@@ -149,7 +148,7 @@ pub(super) fn ingest(data_dir: &DataDir, config: &Config, wait: bool) -> anyhow:
     let queue = Queue::new(index.clone(), &config.jobs);
     let enqueued = queue.enqueue(&Request::ingest(), Trigger::Cli)?;
     let id = enqueued.id();
-    let daemon = daemon_running(&index)?;
+    let daemon = crate::daemon::running_daemon(&index)?;
     match enqueued {
         Enqueued::Queued(_) => eprintln!("job {id} (ingest) queued"),
         Enqueued::AlreadyQueued(_) | Enqueued::Absorbed(_) => {
@@ -190,14 +189,6 @@ pub(super) fn ingest(data_dir: &DataDir, config: &Config, wait: bool) -> anyhow:
         pool.drain(Duration::ZERO);
     }
     report_end(&row)
-}
-
-/// The daemon's lease holder, if a daemon is alive on this index.
-fn daemon_running(index: &Index) -> anyhow::Result<Option<String>> {
-    Ok(index
-        .lease_holder(DAEMON_LEASE)?
-        .filter(|holder| holder.expires_ms > now_ms() && !lease::holder_is_dead(&holder.owner))
-        .map(|holder| holder.owner))
 }
 
 /// Polls job `id` until it is done, failed or cancelled, with a progress

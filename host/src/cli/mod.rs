@@ -7,6 +7,8 @@ mod fsck;
 mod init;
 mod jobs;
 mod plugin;
+mod plugin_call;
+mod plugin_install;
 mod run;
 mod sql;
 mod status;
@@ -194,6 +196,67 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run one function of a plugin through the real runtime, with the
+    /// configured limits, and print its result, its log lines and the time.
+    ///
+    /// Nothing in the data directory changes: an export goes to --output or
+    /// a new temporary file, a retention plan only prints its decisions, an
+    /// upload goes to --destination or --local-dir. Exits with 1 when the
+    /// call fails (the error says whose fault it is), 2 when the plugin
+    /// cannot be loaded.
+    #[command(after_help = CALL_HELP)]
+    Call {
+        /// An installed or bundled plugin's name, or a .wasm file.
+        plugin: String,
+        /// describe (every plugin), run (exporter, uploader) or plan (retention).
+        function: crate::plugins::Function,
+        /// A parameter for the plugin, repeatable: --param keep=3.
+        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        /// A file to hand to the plugin, repeatable: an index path
+        /// (files/set/a.bin), a path into the store, or any plain file.
+        #[arg(long = "file", value_name = "PATH")]
+        files: Vec<PathBuf>,
+        /// The entity exported, and the entity of plain files (retention
+        /// batches group by it) [default: the first indexed file's entity].
+        #[arg(long)]
+        entity: Option<String>,
+        /// Exporters: where the export is written (must not exist) [default: a new temporary file].
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Uploaders: a remote destination's base URL; its host is allowed.
+        #[arg(long, conflicts_with = "local_dir")]
+        destination: Option<String>,
+        /// Uploaders: a local destination directory.
+        #[arg(long)]
+        local_dir: Option<PathBuf>,
+        /// `text` for people, `json` for scripts and tests.
+        #[arg(long, value_enum, default_value_t = CallFormat::Text)]
+        format: CallFormat,
+    },
+    /// Install a plugin: copy the component into DATA_DIR/plugins, write its
+    /// manifest (sha256 pin, world) and make a running daemon reload.
+    ///
+    /// The file must load (it is compiled and described first). Its name is
+    /// the one its describe gives, unless --name says otherwise; an existing
+    /// plugin of that name (installed or bundled) is replaced only with
+    /// --force, keeping the old manifest's limits and allowed hosts.
+    Install {
+        /// The component, e.g. target/wasm32-wasip2/release/my_rule.wasm.
+        file: PathBuf,
+        /// The name to install it under [default: its describe name].
+        #[arg(long)]
+        name: Option<String>,
+        /// Replace a plugin of the same name.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove an installed plugin (its manifest and .wasm) and make a
+    /// running daemon reload; a bundled plugin it replaced comes back.
+    Remove {
+        /// The installed plugin's name.
+        name: String,
+    },
     /// Create a new plugin crate that builds to wasm and passes its own test.
     New {
         /// exporter, retention or uploader.
@@ -207,6 +270,28 @@ pub enum PluginCommand {
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
+}
+
+const CALL_HELP: &str = "\
+Examples:
+  wharf plugin call target/wasm32-wasip2/release/my_rule.wasm describe
+  wharf plugin call keep-last plan --param keep=1 --file a.bin --file b.bin --entity set
+  wharf plugin call tar-export run --file set1/a.bin --file set1/b.bin --output set1.tar
+  wharf plugin call http-put run --file a.bin --destination http://127.0.0.1:9000/bucket
+  wharf plugin call my.wasm run --file a.bin --local-dir ./dest --format json";
+
+/// How `wharf plugin call` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CallFormat {
+    Text,
+    /// One object: plugin, function, ok, result or error, log, elapsed_ms.
+    Json,
+}
+
+fn parse_param(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
 }
 
 /// Parses the arguments, runs the command and maps the outcome to an exit
@@ -260,6 +345,35 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         ),
         Command::Plugin(PluginCommand::List) => plugin::list(&data_dir, &config()?),
         Command::Plugin(PluginCommand::Inspect { file, json }) => plugin::inspect(&file, json),
+        Command::Plugin(PluginCommand::Call {
+            plugin,
+            function,
+            params,
+            files,
+            entity,
+            output,
+            destination,
+            local_dir,
+            format,
+        }) => plugin_call::call(
+            &data_dir,
+            &config()?,
+            crate::plugins::CallRequest {
+                target: crate::plugins::Target::parse(&plugin),
+                function,
+                params,
+                files,
+                entity,
+                output,
+                destination,
+                local_dir,
+            },
+            format,
+        ),
+        Command::Plugin(PluginCommand::Install { file, name, force }) => {
+            plugin_install::install(&data_dir, &config()?, &file, name.as_deref(), force)
+        }
+        Command::Plugin(PluginCommand::Remove { name }) => plugin_install::remove(&data_dir, &name),
         Command::Plugin(PluginCommand::New {
             kind,
             name,

@@ -1,4 +1,5 @@
-//! `wharf plugin list` and `wharf plugin inspect`.
+//! `wharf plugin list`, `wharf plugin inspect` and `wharf plugin new`'s
+//! instructions.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -8,7 +9,8 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::plugins;
 use crate::runtime::{
-    Allocator, ParamSpec, PluginSource, Runtime, RuntimeConfig, WIT_VERSION, sha256_hex,
+    Allocator, ComponentReport, LoadError, ParamSpec, Plugin, PluginSource, Runtime, RuntimeConfig,
+    WIT_VERSION, sha256_hex,
 };
 use crate::store::DataDir;
 
@@ -33,6 +35,9 @@ pub(super) fn list(data_dir: &DataDir, config: &Config) -> anyhow::Result<ExitCo
     for error in &report.errors {
         eprintln!("not loaded: {error}");
     }
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
     Ok(if report.errors.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -49,6 +54,8 @@ pub(super) fn inspect(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
         compiled_cache_dir: None,
         quarantine_after: 1,
         epoch_tick: std::time::Duration::from_millis(5),
+        // Inspect reads anything; only loading a plugin applies the limit.
+        max_component_bytes: 1 << 30,
     })?;
     let report = runtime
         .inspect(&wasm)
@@ -84,7 +91,7 @@ pub(super) fn inspect(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
             }),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(loadable(&world_error(&report), described.as_ref()));
     }
     println!("file:        {}", file.display());
     println!("sha256:      {sha256}");
@@ -115,7 +122,7 @@ pub(super) fn inspect(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
     for export in &report.exports {
         println!("  {export}");
     }
-    match described {
+    match &described {
         Some(Ok(plugin)) => {
             println!(
                 "describe:    {} {} — {}",
@@ -128,7 +135,26 @@ pub(super) fn inspect(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
         Some(Err(error)) => println!("describe:    not loadable: {error}"),
         None => {}
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(loadable(&world_error(&report), described.as_ref()))
+}
+
+fn world_error(report: &ComponentReport) -> Option<String> {
+    report.world().err()
+}
+
+/// Exit code 0 for a loadable plugin; otherwise 1, after one line on stderr
+/// saying why.
+fn loadable(
+    world_error: &Option<String>,
+    described: Option<&Result<Plugin, LoadError>>,
+) -> ExitCode {
+    let why = match (world_error, described) {
+        (Some(reason), _) => reason.clone(),
+        (None, Some(Err(error))) => error.to_string(),
+        _ => return ExitCode::SUCCESS,
+    };
+    eprintln!("not loadable: {why}");
+    ExitCode::from(1)
 }
 
 fn param_line(param: &ParamSpec) -> String {

@@ -37,6 +37,9 @@ pub struct RuntimeConfig {
     pub quarantine_after: u32,
     /// Granularity of call deadlines.
     pub epoch_tick: Duration,
+    /// The largest component (wasm file) loaded; compiling is the one step
+    /// of a load no deadline interrupts, and its cost grows with the size.
+    pub max_component_bytes: u64,
 }
 
 /// The plugin runtime. Cheap to clone; plugins loaded from it keep it alive.

@@ -66,6 +66,31 @@ impl std::str::FromStr for World {
     }
 }
 
+/// What the first bytes of a file say it is: a component passes; a core
+/// module or anything else fails with a one-line message saying what to do.
+pub fn check_component_bytes(wasm: &[u8]) -> Result<(), String> {
+    const MAGIC: &[u8] = b"\0asm";
+    // The version and layer fields after the magic: 1.0 for a core module,
+    // 0x0d with layer 1 for a component.
+    const CORE_MODULE: &[u8] = &[0x01, 0x00, 0x00, 0x00];
+    const COMPONENT_LAYER: &[u8] = &[0x01, 0x00];
+    if wasm.len() < 8 || !wasm.starts_with(MAGIC) {
+        return Err("not a WebAssembly file".into());
+    }
+    if &wasm[4..8] == CORE_MODULE {
+        return Err(
+            "a core wasm module, not a component: build with `--target wasm32-wasip2`".into(),
+        );
+    }
+    if &wasm[6..8] != COMPONENT_LAYER {
+        return Err(
+            "a WebAssembly binary of an unknown version; build it with `--target wasm32-wasip2`"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// A component's imports and exports, as names like `wharf:plugin/host@0.2.0`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ComponentReport {
@@ -102,7 +127,8 @@ impl ComponentReport {
             }
         }
         Err(format!(
-            "it exports no wharf:plugin world interface (found: {}); build it with the wharf SDK",
+            "a component with no wharf world: it exports no wharf:plugin world interface \
+             (found: {}); build it with the wharf SDK (`wharf plugin new`)",
             if self.exports.is_empty() {
                 "nothing".to_owned()
             } else {
@@ -174,6 +200,15 @@ mod tests {
         assert!(!wit_version_supported("0.3.0"));
         assert!(!wit_version_supported("1.0.0"));
         assert!(!wit_version_supported(""));
+    }
+
+    #[test]
+    fn core_modules_and_non_wasm_files_are_named_with_what_to_do() {
+        let not_wasm = check_component_bytes(b"hello, world").unwrap_err();
+        assert_eq!(not_wasm, "not a WebAssembly file");
+        let core = check_component_bytes(b"\0asm\x01\0\0\0").unwrap_err();
+        assert!(core.contains("--target wasm32-wasip2"), "{core}");
+        assert!(check_component_bytes(b"\0asm\x0d\0\x01\0").is_ok());
     }
 
     #[test]

@@ -15,6 +15,32 @@ pub struct Limits {
     pub http_response_bytes: u64,
 }
 
+/// Rejects zero and absurd limits, naming the key.
+pub fn validate_limits(limits: &Limits, max_memory_bytes: u64) -> Result<(), String> {
+    if limits.memory_bytes < (1 << 20) || limits.memory_bytes > max_memory_bytes {
+        return Err(format!(
+            "memory_bytes = {} must be between 1 MiB and the runtime's maximum of {max_memory_bytes}",
+            limits.memory_bytes
+        ));
+    }
+    if limits.timeout.is_zero() || limits.timeout > Duration::from_secs(24 * 3600) {
+        return Err(format!(
+            "timeout_ms = {} must be between 1 and 86400000",
+            limits.timeout.as_millis()
+        ));
+    }
+    if limits.output_bytes == 0 {
+        return Err("output_bytes must be greater than 0".into());
+    }
+    if limits.http_response_bytes == 0 || limits.http_response_bytes > (1 << 30) {
+        return Err(format!(
+            "http_response_bytes = {} must be between 1 and 1073741824",
+            limits.http_response_bytes
+        ));
+    }
+    Ok(())
+}
+
 /// Denies memory and table growth past the limits and remembers that it did,
 /// so a failed call can be reported as "memory limit" rather than the
 /// allocation-failure trap it turns into inside the guest.

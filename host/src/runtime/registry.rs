@@ -15,7 +15,9 @@ use super::cache::{self, CacheOutcome};
 use super::call::{CallError, CallState};
 use super::engine::{Runtime, RuntimeInner};
 use super::host;
-use super::inspect::{ComponentReport, WIT_VERSION, World, wit_version_supported};
+use super::inspect::{
+    ComponentReport, WIT_VERSION, World, check_component_bytes, wit_version_supported,
+};
 use super::limits::Limits;
 
 /// Where a plugin comes from and what it may do.
@@ -119,6 +121,15 @@ impl Runtime {
             name: name.clone(),
             reason,
         };
+        let max = self.inner.config.max_component_bytes;
+        if source.wasm.len() as u64 > max {
+            return Err(invalid(format!(
+                "its wasm file is {} bytes, over the limit of {max} (plugins.max_component_bytes); \
+                 build it in release mode, or raise the limit if you trust it",
+                source.wasm.len()
+            )));
+        }
+        check_component_bytes(&source.wasm).map_err(invalid)?;
         let found = sha256_hex(&source.wasm);
         if !found.eq_ignore_ascii_case(&source.sha256) {
             return Err(LoadError::Sha256Mismatch {
@@ -205,6 +216,7 @@ impl Runtime {
 
     /// Reads a component's world, WIT version and imports without loading it.
     pub fn inspect(&self, wasm: &[u8]) -> Result<ComponentReport, String> {
+        check_component_bytes(wasm)?;
         let (component, _) =
             cache::load_or_compile(&self.inner.engine, wasm, &sha256_hex(wasm), None)?;
         Ok(ComponentReport::of(&self.inner.engine, &component))
@@ -237,6 +249,11 @@ impl Registry {
             }
         }
         (registry, errors)
+    }
+
+    /// Adds a loaded plugin, replacing one of the same name.
+    pub fn insert(&mut self, plugin: Plugin) {
+        self.plugins.insert(plugin.name.clone(), Arc::new(plugin));
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Plugin>> {

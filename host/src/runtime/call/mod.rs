@@ -342,6 +342,7 @@ impl Plugin {
         started: Instant,
     ) -> Result<R, CallError> {
         let timeout = self.limits.timeout;
+        let panic = state.log.take_panic();
         state.log.finish(&self.name);
         let result = match outcome {
             // A denied access fails the call even if the plugin carried on.
@@ -350,6 +351,14 @@ impl Plugin {
                 None => value.map_err(CallError::from),
             },
             Err(error) => Err(classify(error, state, &self.limits, timeout)),
+        };
+        // A trap after a panic: say what the panic said, not only that the
+        // guest reached `unreachable`.
+        let result = match (result, panic) {
+            (Err(CallError::Trap(trap)), Some(panic)) => {
+                Err(CallError::Trap(format!("{trap}; {panic}")))
+            }
+            (result, _) => result,
         };
         let elapsed_us = started.elapsed().as_micros() as u64;
         tracing::Span::current().record("elapsed_us", elapsed_us);

@@ -21,12 +21,19 @@ pub(crate) struct LogBudget {
     messages: u32,
     bytes: usize,
     dropped: u64,
+    /// The first line that reads like a panic message (Rust's panic hook
+    /// and the SDK's both say "panicked"), kept so the trap that follows
+    /// can say why, even when the line itself was over the budget.
+    panic: Option<String>,
 }
 
 impl LogBudget {
     /// Logs one line for `plugin` if the budget allows, else counts it.
     pub(crate) fn emit(&mut self, plugin: &str, level: Level, line: &str) {
         let line = cut(line);
+        if self.panic.is_none() && line.contains("panicked") {
+            self.panic = Some(cut_at(line, MAX_PANIC).replace('\n', " "));
+        }
         if self.messages >= MAX_MESSAGES || self.bytes.saturating_add(line.len()) > MAX_BYTES {
             self.dropped += 1;
             return;
@@ -43,6 +50,11 @@ impl LogBudget {
         }
     }
 
+    /// The panic message the plugin logged during this call, if any.
+    pub(crate) fn take_panic(&mut self) -> Option<String> {
+        self.panic.take()
+    }
+
     /// Logs how many lines were dropped, once, at the end of a call.
     pub(crate) fn finish(&mut self, plugin: &str) {
         if self.dropped > 0 {
@@ -57,12 +69,19 @@ impl LogBudget {
     }
 }
 
+/// Longest panic message carried into a call's error.
+const MAX_PANIC: usize = 512;
+
 /// The first `MAX_LINE` bytes of `line`, cut at a character boundary.
 fn cut(line: &str) -> &str {
-    if line.len() <= MAX_LINE {
+    cut_at(line, MAX_LINE)
+}
+
+fn cut_at(line: &str, max: usize) -> &str {
+    if line.len() <= max {
         return line;
     }
-    let mut end = MAX_LINE;
+    let mut end = max;
     while !line.is_char_boundary(end) {
         end -= 1;
     }
@@ -98,6 +117,23 @@ mod tests {
         assert_eq!(budget.dropped, 5);
         budget.finish("p");
         assert_eq!(budget.dropped, 0);
+    }
+
+    #[test]
+    fn a_panic_message_is_kept_for_the_trap_even_past_the_budget() {
+        let mut budget = LogBudget::default();
+        for _ in 0..MAX_MESSAGES {
+            budget.emit("p", Level::Trace, "x");
+        }
+        budget.emit(
+            "p",
+            Level::Error,
+            "plugin panicked: at src/lib.rs:3:5:\nboom",
+        );
+        assert_eq!(
+            budget.take_panic().as_deref(),
+            Some("plugin panicked: at src/lib.rs:3:5: boom")
+        );
     }
 
     #[test]

@@ -19,9 +19,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::inspect::World;
-use super::limits::Limits;
-use super::registry::PluginSource;
+use crate::runtime::{Limits, PluginSource, World, validate_limits};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,69 +51,94 @@ pub struct ManifestError {
     pub reason: String,
 }
 
+/// What a plugins directory holds.
+#[derive(Debug, Default)]
+pub struct DirScan {
+    pub sources: Vec<PluginSource>,
+    pub errors: Vec<ManifestError>,
+    /// `.wasm` files that no manifest names.
+    pub unreferenced: Vec<PathBuf>,
+}
+
 /// Reads every `*.toml` manifest in `dir`, in name order. A missing directory
 /// has no plugins; a bad manifest is reported and skipped.
-pub fn read_plugin_dir(
-    dir: &Path,
-    defaults: Limits,
-    max_memory_bytes: u64,
-) -> (Vec<PluginSource>, Vec<ManifestError>) {
+pub fn read_plugin_dir(dir: &Path, defaults: Limits, max_memory_bytes: u64) -> DirScan {
     let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(Result::ok)
             .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
             .collect(),
-        Err(_) => return (Vec::new(), Vec::new()),
+        Err(_) => return DirScan::default(),
     };
     paths.sort();
-    let mut sources = Vec::new();
-    let mut errors = Vec::new();
-    for path in paths {
-        match read_manifest(&path, defaults, max_memory_bytes) {
-            Ok(source) => sources.push(source),
-            Err(reason) => errors.push(ManifestError { path, reason }),
+    let mut scan = DirScan::default();
+    let mut referenced = Vec::new();
+    for path in paths.iter().filter(|p| has_extension(p, "toml")) {
+        match read_manifest(path, defaults, max_memory_bytes) {
+            Ok((source, wasm)) => {
+                referenced.push(wasm);
+                scan.sources.push(source);
+            }
+            Err((reason, wasm)) => {
+                referenced.extend(wasm);
+                scan.errors.push(ManifestError {
+                    path: path.clone(),
+                    reason,
+                });
+            }
         }
     }
-    (sources, errors)
+    scan.unreferenced = paths
+        .into_iter()
+        .filter(|p| has_extension(p, "wasm") && !referenced.contains(p))
+        .collect();
+    scan
 }
 
-fn read_manifest(
-    path: &Path,
-    defaults: Limits,
-    max_memory_bytes: u64,
-) -> Result<PluginSource, String> {
+fn has_extension(path: &Path, extension: &str) -> bool {
+    path.extension().is_some_and(|ext| ext == extension)
+}
+
+/// A manifest's plugin source and the path of its wasm; on failure, why and
+/// the wasm path if the manifest got as far as naming one.
+type ReadResult = Result<(PluginSource, PathBuf), (String, Option<PathBuf>)>;
+
+fn read_manifest(path: &Path, defaults: Limits, max_memory_bytes: u64) -> ReadResult {
+    let unnamed = |reason: String| (reason, None);
     let name = path
         .file_stem()
         .and_then(|stem| stem.to_str())
-        .ok_or("the manifest's file name must be valid UTF-8")?
+        .ok_or_else(|| unnamed("the manifest's file name must be valid UTF-8".into()))?
         .to_owned();
-    let text = std::fs::read_to_string(path).map_err(|err| format!("cannot be read: {err}"))?;
-    let manifest: Manifest =
-        toml::from_str(&text).map_err(|err| format!("is not a valid plugin manifest: {err}"))?;
-    let sha256 = manifest.sha256.to_ascii_lowercase();
-    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(
-            "`sha256` must be the 64 hex digits of the wasm file's sha256 (see `sha256sum`)".into(),
-        );
-    }
-    let limits = apply(manifest.limits, defaults, max_memory_bytes)?;
+    let text =
+        std::fs::read_to_string(path).map_err(|err| unnamed(format!("cannot be read: {err}")))?;
+    let manifest: Manifest = toml::from_str(&text)
+        .map_err(|err| unnamed(format!("is not a valid plugin manifest: {err}")))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let wasm_path = base.join(&manifest.wasm);
+    let named = |reason: String| (reason, Some(wasm_path.clone()));
+    let sha256 = manifest.sha256.to_ascii_lowercase();
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(named(
+            "`sha256` must be the 64 hex digits of the wasm file's sha256 (see `sha256sum`)".into(),
+        ));
+    }
+    let limits = apply(manifest.limits, defaults, max_memory_bytes).map_err(named)?;
     let wasm = std::fs::read(&wasm_path).map_err(|err| {
-        format!(
+        named(format!(
             "its wasm file {} cannot be read: {err}",
             wasm_path.display()
-        )
+        ))
     })?;
-    Ok(PluginSource {
+    let source = PluginSource {
         name,
         wasm,
         sha256,
         world: manifest.world,
         limits,
         allowed_hosts: manifest.allowed_hosts,
-    })
+    };
+    Ok((source, wasm_path))
 }
 
 fn apply(
@@ -135,30 +158,4 @@ fn apply(
     };
     validate_limits(&limits, max_memory_bytes).map_err(|err| format!("limits.{err}"))?;
     Ok(limits)
-}
-
-/// Rejects zero and absurd limits, naming the key.
-pub fn validate_limits(limits: &Limits, max_memory_bytes: u64) -> Result<(), String> {
-    if limits.memory_bytes < (1 << 20) || limits.memory_bytes > max_memory_bytes {
-        return Err(format!(
-            "memory_bytes = {} must be between 1 MiB and the runtime's maximum of {max_memory_bytes}",
-            limits.memory_bytes
-        ));
-    }
-    if limits.timeout.is_zero() || limits.timeout > Duration::from_secs(24 * 3600) {
-        return Err(format!(
-            "timeout_ms = {} must be between 1 and 86400000",
-            limits.timeout.as_millis()
-        ));
-    }
-    if limits.output_bytes == 0 {
-        return Err("output_bytes must be greater than 0".into());
-    }
-    if limits.http_response_bytes == 0 || limits.http_response_bytes > (1 << 30) {
-        return Err(format!(
-            "http_response_bytes = {} must be between 1 and 1073741824",
-            limits.http_response_bytes
-        ));
-    }
-    Ok(())
 }
