@@ -184,18 +184,7 @@ fn trivial_calls(c: &mut Criterion) {
             &format!("reused_instance/{label}"),
             |iters| {
                 timed(iters, || {
-                    let mut batch = Batch {
-                        entities: Vec::new(),
-                        kinds: Vec::new(),
-                        ids: Vec::new(),
-                        sizes: Vec::new(),
-                        created_ms: Vec::new(),
-                        modified_ms: Vec::new(),
-                        last_access_ms: Vec::new(),
-                        entity: Vec::new(),
-                        kind: Vec::new(),
-                        flags: Vec::new(),
-                    };
+                    let mut batch = Batch::default();
                     black_box(session.plan(black_box(&mut batch)).unwrap());
                 })
             },

@@ -104,14 +104,7 @@ pub(crate) fn batch(entities: usize, files: Vec<Candidate>) -> Batch {
     let mut batch = Batch {
         entities: (0..entities).map(|i| entity(&format!("e{i}"))).collect(),
         kinds: vec!["capture".into()],
-        ids: Vec::new(),
-        sizes: Vec::new(),
-        created_ms: Vec::new(),
-        modified_ms: Vec::new(),
-        last_access_ms: Vec::new(),
-        entity: Vec::new(),
-        kind: Vec::new(),
-        flags: Vec::new(),
+        ..Batch::default()
     };
     for file in files {
         batch.ids.push(file.id);

@@ -100,18 +100,7 @@ fn wharf_call(plugin: &Plugin, empty: &Params) {
 }
 
 fn empty_batch() -> Batch {
-    Batch {
-        entities: Vec::new(),
-        kinds: Vec::new(),
-        ids: Vec::new(),
-        sizes: Vec::new(),
-        created_ms: Vec::new(),
-        modified_ms: Vec::new(),
-        last_access_ms: Vec::new(),
-        entity: Vec::new(),
-        kind: Vec::new(),
-        flags: Vec::new(),
-    }
+    Batch::default()
 }
 
 /// keep-last on a bare wasmtime 48 engine with the runtime's settings

@@ -556,18 +556,7 @@ fn batch_of(files: Vec<(CallFile, Option<String>)>) -> (Batch, Vec<String>) {
     files.sort_by(|(a, ea), (b, eb)| ea.cmp(eb).then(b.created_ms.cmp(&a.created_ms)));
     let mut entities: BTreeMap<String, u32> = BTreeMap::new();
     let mut kinds: Vec<String> = Vec::new();
-    let mut batch = Batch {
-        entities: Vec::new(),
-        kinds: Vec::new(),
-        ids: Vec::new(),
-        sizes: Vec::new(),
-        created_ms: Vec::new(),
-        modified_ms: Vec::new(),
-        last_access_ms: Vec::new(),
-        entity: Vec::new(),
-        kind: Vec::new(),
-        flags: Vec::new(),
-    };
+    let mut batch = Batch::default();
     let mut names = Vec::new();
     for (id, (file, entity)) in files.into_iter().enumerate() {
         let entity_index = match entity {
