@@ -55,7 +55,7 @@ fn wharf_runtime(allocator: Allocator) -> Runtime {
 }
 
 fn keep_last() -> PluginSource {
-    wharf::runtime::bundled(limits())
+    wharf::plugins::bundled(limits())
         .into_iter()
         .find(|source| source.name == "keep-last")
         .expect("keep-last is bundled")
