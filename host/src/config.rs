@@ -464,6 +464,24 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_reads_kinds_attributes_and_params_of_any_scalar_type() {
+        let config = Config::parse(
+            "[[cleanup.policy]]\nname = \"main\"\nplugin = \"keep-last\"\nkinds = [\"capture\"]\n\
+             attributes = { branch = \"main\" }\nparams = { keep = 3, min_age_ms = \"60000\" }\n",
+        )
+        .unwrap();
+        let policy = &config.cleanup.policies[0];
+        assert_eq!(policy.kinds, ["capture"]);
+        assert_eq!(policy.attributes["branch"], "main");
+        assert_eq!(policy.params["keep"].to_string(), "3");
+        assert_eq!(policy.params["min_age_ms"].to_string(), "60000");
+        let err = Config::parse("[[cleanup.policy]]\nname = \"x\"\nplugin = \"p\"\nkind = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kind"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_naming_them() {
         let err = Config::parse("[plugins]\ntimeout = 5\n")
             .unwrap_err()
@@ -509,6 +527,32 @@ mod tests {
         ] {
             let err = Config::parse(text).unwrap_err().to_string();
             assert!(err.contains(&format!("jobs.{key}")), "{text}: {err}");
+        }
+        for (text, key) in [
+            (
+                "[cleanup]\nmax_delete_percent = 0",
+                "cleanup.max_delete_percent",
+            ),
+            (
+                "[cleanup]\nmax_delete_percent = 101",
+                "cleanup.max_delete_percent",
+            ),
+            (
+                "[cleanup]\norphan_lifetime_ms = 999999999999",
+                "cleanup.orphan_lifetime_ms",
+            ),
+            ("[cleanup]\nbatch_files = 0", "cleanup.batch_files"),
+            (
+                "[[cleanup.policy]]\nname = \"a\"\nplugin = \"keep-last\"\n[[cleanup.policy]]\nname = \"a\"\nplugin = \"ttl\"",
+                "cleanup.policy[1].name",
+            ),
+            (
+                "[[cleanup.policy]]\nname = \"a\"\nplugin = \"\"",
+                "cleanup.policy[0].plugin",
+            ),
+        ] {
+            let err = Config::parse(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
         }
         assert!(JobsConfig::default().worker_count() >= 1);
         let err = Config::parse("[plugins]\ntimeout_ms = -1")

@@ -91,35 +91,30 @@ impl std::fmt::Debug for Policy {
     }
 }
 
-/// A `[[cleanup.policy]]` that does not fit the loaded plugins.
+/// A policy that does not fit the loaded plugins. `at` names where it was
+/// given: `cleanup.policy[0]` in wharf.toml, or the command line.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error(
-        "cleanup.policy[{index}].plugin = {plugin:?}: no plugin of that name is loaded; `wharf plugin list` shows them"
+        "{at}.plugin = {plugin:?}: no plugin of that name is loaded; `wharf plugin list` shows them"
     )]
-    UnknownPlugin { index: usize, plugin: String },
-    #[error(
-        "cleanup.policy[{index}].plugin = {plugin:?} is an {world} plugin; a policy needs a retention plugin"
-    )]
+    UnknownPlugin { at: String, plugin: String },
+    #[error("{at}: {plugin} is an {world} plugin; a policy needs a retention plugin")]
     NotRetention {
-        index: usize,
+        at: String,
         plugin: String,
         world: &'static str,
     },
-    #[error(
-        "cleanup.policy[{index}].params.{key}: plugin {plugin} has no parameter `{key}`; it takes: {known}"
-    )]
+    #[error("{at}.params.{key}: plugin {plugin} has no parameter `{key}`; it takes: {known}")]
     UnknownParam {
-        index: usize,
+        at: String,
         plugin: String,
         key: String,
         known: String,
     },
-    #[error(
-        "cleanup.policy[{index}].params.{key}: plugin {plugin} requires it; add `{key} = ...` to the policy"
-    )]
+    #[error("{at}.params.{key}: plugin {plugin} requires it; give it a value")]
     MissingParam {
-        index: usize,
+        at: String,
         plugin: String,
         key: String,
     },
@@ -137,9 +132,10 @@ pub fn resolve_policies(
         .iter()
         .enumerate()
         .map(|(index, policy)| {
+            let at = format!("cleanup.policy[{index}]");
             let Some(plugin) = registry.get(&policy.plugin) else {
                 return Err(PolicyError::UnknownPlugin {
-                    index,
+                    at,
                     plugin: policy.plugin.clone(),
                 });
             };
@@ -148,7 +144,7 @@ pub fn resolve_policies(
                 .iter()
                 .map(|(key, value)| (key.clone(), value.to_string()))
                 .collect();
-            check_params(index, plugin, &params)?;
+            check_params(&at, plugin, &params)?;
             Ok(Policy {
                 name: policy.name.clone(),
                 plugin: plugin.clone(),
@@ -167,11 +163,12 @@ pub fn resolve_policies(
         .collect()
 }
 
-/// Checks `params` against what `plugin` declares; `index` names the policy.
-pub fn check_params(index: usize, plugin: &Plugin, params: &Params) -> Result<(), PolicyError> {
+/// Checks `params` against what `plugin` declares (its `describe`);
+/// `at` names where they were given.
+pub fn check_params(at: &str, plugin: &Plugin, params: &Params) -> Result<(), PolicyError> {
     if plugin.world != World::Retention {
         return Err(PolicyError::NotRetention {
-            index,
+            at: at.to_owned(),
             plugin: plugin.name.clone(),
             world: plugin.world.name(),
         });
@@ -181,7 +178,7 @@ pub fn check_params(index: usize, plugin: &Plugin, params: &Params) -> Result<()
         if !specs.iter().any(|spec| &spec.name == key) {
             let known: Vec<&str> = specs.iter().map(|spec| spec.name.as_str()).collect();
             return Err(PolicyError::UnknownParam {
-                index,
+                at: at.to_owned(),
                 plugin: plugin.name.clone(),
                 key: key.clone(),
                 known: if known.is_empty() {
@@ -197,7 +194,7 @@ pub fn check_params(index: usize, plugin: &Plugin, params: &Params) -> Result<()
         .find(|spec| spec.required && !params.iter().any(|(key, _)| key == &spec.name))
     {
         return Err(PolicyError::MissingParam {
-            index,
+            at: at.to_owned(),
             plugin: plugin.name.clone(),
             key: spec.name.clone(),
         });
