@@ -422,3 +422,21 @@ fn cleanup_runs_at_startup_absorbing_a_pending_gc_and_a_sigusr1_storm_never_runs
         "{rows:?}"
     );
 }
+
+#[test]
+fn cleanup_runs_on_its_schedule_in_a_running_daemon() {
+    let setup = Setup::new("cleanup_interval_ms = 1000\nstagger_ms = 0");
+    let mut daemon = setup.daemon();
+    // The startup run, then at least one periodic run with no trigger.
+    wait_for("two cleanup runs", Duration::from_secs(30), || {
+        setup
+            .index
+            .jobs(Some(JobState::Done), 100)
+            .unwrap()
+            .iter()
+            .filter(|job| job.kind == "cleanup")
+            .count()
+            >= 2
+    });
+    assert!(terminate(&mut daemon).success());
+}

@@ -415,3 +415,68 @@ mod tests {
 
     use std::collections::HashSet;
 }
+
+#[cfg(test)]
+mod concurrent {
+    use super::*;
+    use crate::index::{InsertOutcome, NewFile};
+
+    #[test]
+    fn two_concurrent_cleanups_never_mark_the_same_file_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        let index = Index::open(&path).unwrap();
+        let files: Vec<NewFile> = (0..500)
+            .map(|i| NewFile {
+                path: format!("f/{i}"),
+                size: 1,
+                mtime_ms: 1,
+                sha256: "a".repeat(64),
+                kind: "capture".into(),
+                entity: None,
+                created_ms: i,
+            })
+            .collect();
+        let ids: Vec<FileId> = index
+            .insert_files(&files)
+            .unwrap()
+            .into_iter()
+            .map(|o| match o {
+                InsertOutcome::Inserted(id) | InsertOutcome::AlreadyIndexed(id) => id,
+            })
+            .collect();
+        // Two processes' worth of index connections, asking for the same files.
+        let marked: Vec<Vec<FileId>> = std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..2)
+                .map(|_| {
+                    let (path, ids) = (&path, &ids);
+                    scope.spawn(move || {
+                        let index = Index::open(path).unwrap();
+                        let guard = DeletionGuard {
+                            plugin: "p",
+                            job: None,
+                            require_synced: &[],
+                            now_ms: 0,
+                        };
+                        let mut marked = Vec::new();
+                        for chunk in ids.chunks(50) {
+                            let requests: Vec<_> = chunk
+                                .iter()
+                                .map(|&file| DeletionRequest { file, reason: "r" })
+                                .collect();
+                            let (m, _) = index.mark_deleting(&requests, &guard).unwrap();
+                            marked.extend(m.into_iter().map(|m| m.file));
+                        }
+                        marked
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|run| run.join().unwrap()).collect()
+        });
+        let mut all: Vec<FileId> = marked.concat();
+        assert_eq!(all.len(), ids.len(), "every file marked once in all");
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), ids.len());
+    }
+}
