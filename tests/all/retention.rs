@@ -517,3 +517,57 @@ fn a_cleanup_killed_mid_deletion_is_consistent_after_the_next_run() {
         "{shown}"
     );
 }
+
+#[test]
+fn bundled_ttl_deletes_only_files_untouched_past_the_ttl_through_a_cleanup() {
+    // Created at 1_000_000 ms since the epoch: decades ago, older than any TTL.
+    let data = Data::new(
+        &[3],
+        r#"
+[cleanup]
+max_delete_percent = 100
+orphan_lifetime_ms = 600000
+[[cleanup.policy]]
+name = "old"
+plugin = "ttl"
+params = { max_age_ms = 86400000 }
+"#,
+    );
+    // A file read for an export a moment ago counts as accessed.
+    data.index
+        .touch_file_access(data.ids[0][1], now_ms())
+        .unwrap();
+    let output = data.wharf(&["cleanup", "--wait"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(!data.exists(0, 0) && !data.exists(0, 2));
+    assert!(data.exists(0, 1) && data.tracked(0, 1));
+    let deleted = data.events("deleted");
+    assert_eq!(deleted.len(), 2);
+    assert!(
+        deleted
+            .iter()
+            .all(|(_, plugin, message)| plugin.as_deref() == Some("ttl")
+                && message.contains("not accessed for 86400000 ms"))
+    );
+}
+
+#[test]
+fn bundled_disk_pressure_deletes_nothing_while_the_disk_has_room() {
+    let data = Data::new(
+        &[10],
+        r#"
+[[cleanup.policy]]
+name = "room"
+plugin = "disk-pressure"
+params = { min_free_percent = 1, nth = 2 }
+"#,
+    );
+    let output = data.wharf(&["cleanup", "--dry-run", "--format", "json"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["configured"]["candidates"], 10);
+    assert_eq!(
+        json["configured"]["files"], 0,
+        "the test machine's disk is not 99% full"
+    );
+}
