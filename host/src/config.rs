@@ -193,7 +193,9 @@ pub struct CleanupConfig {
     pub batch_files: u32,
     /// The retention policies, each `[[cleanup.policy]]`; none means a
     /// cleanup only runs orphan GC (default none).
-    #[serde(rename = "policy")]
+    /// (Left out of the written defaults when empty, so an operator can
+    /// append `[[cleanup.policy]]` tables to what `wharf init` wrote.)
+    #[serde(rename = "policy", skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<PolicyConfig>,
 }
 
@@ -461,6 +463,10 @@ mod tests {
         assert!(text.contains("timeout_ms = 30000"), "{text}");
         assert!(text.contains("file_last_modified_ms = 10000"), "{text}");
         assert_eq!(Config::parse(&text).unwrap(), Config::default());
+        // A policy appended to the written defaults reads.
+        let appended =
+            format!("{text}\n[[cleanup.policy]]\nname = \"a\"\nplugin = \"keep-last\"\n");
+        assert_eq!(Config::parse(&appended).unwrap().cleanup.policies.len(), 1);
     }
 
     #[test]

@@ -624,8 +624,9 @@ pub struct Side {
 pub struct Comparison {
     pub configured: Side,
     pub candidate: Option<Side>,
-    /// Deleted only by the candidate / only by the configured policies,
-    /// (file, bytes, reason) in index order.
+    /// Deleted only by the candidate / only by the configured policies
+    /// (without a candidate: everything the configured ones delete), in
+    /// index order.
     pub only_candidate: Vec<Planned>,
     pub only_configured: Vec<Planned>,
 }
@@ -665,8 +666,10 @@ pub fn compare(
 ) -> Comparison {
     let (configured_side, old) = side(configured, percent);
     let Some(candidate) = candidate else {
+        // With nothing to compare with, everything is "only configured".
         return Comparison {
             configured: configured_side,
+            only_configured: old.into_values().collect(),
             ..Comparison::default()
         };
     };

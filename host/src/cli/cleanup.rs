@@ -285,34 +285,42 @@ fn print(out: &mut impl Write, r: &Rehearsal, args: &CleanupArgs) -> anyhow::Res
                 side_line(&c.configured)
             )?;
         }
+        let mut lists = Vec::new();
         if let (Some(name), Some(side)) = (&r.candidate, &c.candidate) {
             writeln!(out, "candidate ({name}): would delete {}", side_line(side))?;
-            for (label, all, first) in [
-                (
-                    "only the candidate deletes",
-                    &c.only_candidate,
-                    &r.only_candidate,
-                ),
-                (
-                    "only the configured policies delete",
-                    &c.only_configured,
-                    &r.only_configured,
-                ),
-            ] {
-                let bytes: u64 = all.iter().map(|p| p.size).sum();
-                writeln!(out, "{label} {} files, {}:", all.len(), human_bytes(bytes))?;
-                for (planned, path) in first {
-                    writeln!(
-                        out,
-                        "  {:<40}  {:>9}  {}",
-                        path.as_deref().unwrap_or("?"),
-                        human_bytes(planned.size),
-                        planned.reason
-                    )?;
-                }
-                if all.len() > first.len() {
-                    writeln!(out, "  … and {} more", all.len() - first.len())?;
-                }
+            lists.push((
+                "only the candidate deletes",
+                &c.only_candidate,
+                &r.only_candidate,
+            ));
+            lists.push((
+                "only the configured policies delete",
+                &c.only_configured,
+                &r.only_configured,
+            ));
+        } else if !r.policies.is_empty() {
+            lists.push(("they delete", &c.only_configured, &r.only_configured));
+        }
+        for (label, all, first) in lists {
+            let bytes: u64 = all.iter().map(|p| p.size).sum();
+            let colon = if all.is_empty() { "" } else { ":" };
+            writeln!(
+                out,
+                "{label} {} files, {}{colon}",
+                all.len(),
+                human_bytes(bytes)
+            )?;
+            for (planned, path) in first {
+                writeln!(
+                    out,
+                    "  {:<28}  {:>9}  {}",
+                    path.as_deref().unwrap_or("?"),
+                    human_bytes(planned.size),
+                    planned.reason
+                )?;
+            }
+            if all.len() > first.len() {
+                writeln!(out, "  … and {} more", all.len() - first.len())?;
             }
         }
     }
