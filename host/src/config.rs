@@ -16,6 +16,7 @@ pub struct Config {
     pub plugins: PluginsConfig,
     pub ingest: IngestConfig,
     pub jobs: JobsConfig,
+    pub cleanup: CleanupConfig,
 }
 
 /// `[plugins]`: the sandbox every plugin call runs in.
@@ -118,9 +119,8 @@ pub struct JobsConfig {
     /// Offset between the periodic schedules of different kinds, so they do
     /// not fire together, in milliseconds (default 1000).
     pub stagger_ms: u64,
-    /// How often a full cleanup (retention, then GC) is scheduled, in
-    /// milliseconds; it runs once a retention handler is registered
-    /// (default 3600000).
+    /// How often a full cleanup (every `[[cleanup.policy]]`, then orphan
+    /// GC) is scheduled, in milliseconds (default 3600000).
     pub cleanup_interval_ms: u64,
 }
 
@@ -180,6 +180,138 @@ impl JobsConfig {
             0 => (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1),
             n => n as usize,
         }
+    }
+}
+
+/// `[cleanup]`: retention policies and orphan GC, run by the `cleanup`
+/// job (every `jobs.cleanup_interval_ms`, on SIGUSR1 and `wharf cleanup`)
+/// and the `gc` job (`wharf cleanup --gc-only`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CleanupConfig {
+    /// Largest share of a policy's candidates one run may delete, in
+    /// percent; a plan asking for more deletes nothing and stops that policy
+    /// with an error event (default 50).
+    pub max_delete_percent: u32,
+    /// Leftovers in `tmp/` (and untracked files under `files/`, with
+    /// `remove_untracked_files`) are removed once neither modified nor moved
+    /// for this long, in milliseconds (default 600000, ten minutes).
+    pub orphan_lifetime_ms: u64,
+    /// Whether orphan GC removes files under `files/` that the index does not
+    /// track. Off by default: such a file may be the only copy of one an
+    /// ingest placed just before a crash, and `wharf fsck --repair` indexes
+    /// it; GC then only reports them (default false).
+    pub remove_untracked_files: bool,
+    /// Files per retention batch handed to a policy; an entity is never
+    /// split, so a batch may be larger (default 10000).
+    pub batch_files: u32,
+    /// The retention policies, each `[[cleanup.policy]]`; none means a
+    /// cleanup only runs orphan GC (default none).
+    /// (Left out of the written defaults when empty, so an operator can
+    /// append `[[cleanup.policy]]` tables to what `wharf init` wrote.)
+    #[serde(rename = "policy", skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<PolicyConfig>,
+}
+
+impl Default for CleanupConfig {
+    fn default() -> Self {
+        CleanupConfig {
+            max_delete_percent: 50,
+            orphan_lifetime_ms: 600_000,
+            remove_untracked_files: false,
+            batch_files: 10_000,
+            policies: Vec::new(),
+        }
+    }
+}
+
+/// `[[cleanup.policy]]`: one retention plugin applied to some files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The policy's name, unique, used in events and logs.
+    pub name: String,
+    /// The retention plugin (see `wharf plugin list`).
+    pub plugin: String,
+    /// The kinds of file it applies to; empty means every kind (default empty).
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Entity attributes a file's entity must all have (e.g. `{ branch =
+    /// "main" }`); empty means every file, also those of no entity
+    /// (default empty).
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, String>,
+    /// The plugin's parameters, checked against what it declares
+    /// (`wharf plugin inspect`) (default empty).
+    #[serde(default)]
+    pub params: std::collections::BTreeMap<String, ParamValue>,
+    /// Destinations (by name) a file must be synced to before this policy
+    /// may delete it, beyond those marked required (default empty).
+    #[serde(default)]
+    pub require_synced: Vec<String>,
+}
+
+/// A parameter value as written in TOML: `keep = 3`, `keep = "3"` and
+/// `released = true` all reach the plugin as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ParamValue {
+    Text(String),
+    Integer(i64),
+    Bool(bool),
+}
+
+impl std::fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamValue::Text(text) => f.write_str(text),
+            ParamValue::Integer(n) => write!(f, "{n}"),
+            ParamValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+impl CleanupConfig {
+    const WEEK_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=100).contains(&self.max_delete_percent) {
+            return Err(format!(
+                "cleanup.max_delete_percent = {} must be between 1 and 100",
+                self.max_delete_percent
+            ));
+        }
+        if self.orphan_lifetime_ms > Self::WEEK_MS {
+            return Err(format!(
+                "cleanup.orphan_lifetime_ms = {} must be between 0 and 604800000 (a week)",
+                self.orphan_lifetime_ms
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.batch_files) {
+            return Err(format!(
+                "cleanup.batch_files = {} must be between 1 and 1000000",
+                self.batch_files
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, policy) in self.policies.iter().enumerate() {
+            let key = format!("cleanup.policy[{i}]");
+            if policy.name.trim().is_empty() {
+                return Err(format!("{key}.name must not be empty"));
+            }
+            if !names.insert(policy.name.as_str()) {
+                return Err(format!(
+                    "{key}.name = {:?} is used by an earlier policy; names must be unique",
+                    policy.name
+                ));
+            }
+            if policy.plugin.trim().is_empty() {
+                return Err(format!(
+                    "{key}.plugin must name a retention plugin (see `wharf plugin list`)"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -272,7 +404,8 @@ impl Config {
         validate_limits(&self.plugin_limits(), plugins.max_memory_bytes)
             .map_err(|err| format!("plugins.{err}"))?;
         self.ingest.validate()?;
-        self.jobs.validate()
+        self.jobs.validate()?;
+        self.cleanup.validate()
     }
 
     /// The limits every plugin gets unless its manifest says otherwise.
@@ -358,6 +491,28 @@ mod tests {
         assert!(text.contains("timeout_ms = 30000"), "{text}");
         assert!(text.contains("file_last_modified_ms = 10000"), "{text}");
         assert_eq!(Config::parse(&text).unwrap(), Config::default());
+        // A policy appended to the written defaults reads.
+        let appended =
+            format!("{text}\n[[cleanup.policy]]\nname = \"a\"\nplugin = \"keep-last\"\n");
+        assert_eq!(Config::parse(&appended).unwrap().cleanup.policies.len(), 1);
+    }
+
+    #[test]
+    fn a_policy_reads_kinds_attributes_and_params_of_any_scalar_type() {
+        let config = Config::parse(
+            "[[cleanup.policy]]\nname = \"main\"\nplugin = \"keep-last\"\nkinds = [\"capture\"]\n\
+             attributes = { branch = \"main\" }\nparams = { keep = 3, min_age_ms = \"60000\" }\n",
+        )
+        .unwrap();
+        let policy = &config.cleanup.policies[0];
+        assert_eq!(policy.kinds, ["capture"]);
+        assert_eq!(policy.attributes["branch"], "main");
+        assert_eq!(policy.params["keep"].to_string(), "3");
+        assert_eq!(policy.params["min_age_ms"].to_string(), "60000");
+        let err = Config::parse("[[cleanup.policy]]\nname = \"x\"\nplugin = \"p\"\nkind = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kind"), "{err}");
     }
 
     #[test]
@@ -408,6 +563,32 @@ mod tests {
         ] {
             let err = Config::parse(text).unwrap_err().to_string();
             assert!(err.contains(&format!("jobs.{key}")), "{text}: {err}");
+        }
+        for (text, key) in [
+            (
+                "[cleanup]\nmax_delete_percent = 0",
+                "cleanup.max_delete_percent",
+            ),
+            (
+                "[cleanup]\nmax_delete_percent = 101",
+                "cleanup.max_delete_percent",
+            ),
+            (
+                "[cleanup]\norphan_lifetime_ms = 999999999999",
+                "cleanup.orphan_lifetime_ms",
+            ),
+            ("[cleanup]\nbatch_files = 0", "cleanup.batch_files"),
+            (
+                "[[cleanup.policy]]\nname = \"a\"\nplugin = \"keep-last\"\n[[cleanup.policy]]\nname = \"a\"\nplugin = \"ttl\"",
+                "cleanup.policy[1].name",
+            ),
+            (
+                "[[cleanup.policy]]\nname = \"a\"\nplugin = \"\"",
+                "cleanup.policy[0].plugin",
+            ),
+        ] {
+            let err = Config::parse(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
         }
         assert!(JobsConfig::default().worker_count() >= 1);
         let err = Config::parse("[plugins]\ntimeout_ms = -1")

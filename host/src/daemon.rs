@@ -25,6 +25,7 @@ use crate::jobs::{
 };
 use crate::lease::{self, Lease, LeaseError};
 use crate::plugins::{self, LoadReport};
+use crate::retention;
 use crate::runtime::Runtime;
 use crate::store::DataDir;
 
@@ -102,9 +103,16 @@ pub async fn run_with(
     for error in &loaded.errors {
         tracing::error!(error = %error, "plugin not loaded");
     }
+    retention::resolve_policies(&config.cleanup, &loaded.registry)?;
     let shared_config = Arc::new(RwLock::new(config.clone()));
     let mut handlers =
         jobs::standard_handlers(data_dir.clone(), index.clone(), shared_config.clone());
+    handlers.extend(jobs::cleanup_handlers(
+        data_dir.clone(),
+        index.clone(),
+        shared_config.clone(),
+        runtime.clone(),
+    ));
     handlers.extend(extra);
     let queue = Queue::new(index.clone(), &config.jobs);
     let pool = {
@@ -124,7 +132,7 @@ pub async fn run_with(
         "wharf running; SIGHUP reloads plugins, SIGUSR1 runs a full cleanup, SIGTERM stops"
     );
     let mut startup = vec![Request::ingest()];
-    if handlers.contains(jobs::RETENTION) {
+    if handlers.contains(jobs::CLEANUP) {
         startup.push(Request::full_cleanup());
     }
     for request in startup {
@@ -149,7 +157,7 @@ pub async fn run_with(
             signal = signals.recv() => match signal.unwrap_or(Signal::Shutdown) {
                 Signal::Shutdown => break,
                 Signal::FullCleanup => {
-                    if !handlers.contains(jobs::RETENTION) {
+                    if !handlers.contains(jobs::CLEANUP) {
                         tracing::warn!("full cleanup queued, but no retention handler is registered yet; it waits in the queue");
                     }
                     trigger(&queue, &waker, Request::full_cleanup(), Trigger::Signal).await;
@@ -236,7 +244,7 @@ fn schedules(config: &Config, handlers: &Handlers) -> Vec<Schedule> {
         request: Request::ingest(),
         every: Duration::from_millis(config.ingest.scan_interval_ms),
     }];
-    if handlers.contains(jobs::RETENTION) {
+    if handlers.contains(jobs::CLEANUP) {
         schedules.push(Schedule {
             request: Request::full_cleanup(),
             every: Duration::from_millis(config.jobs.cleanup_interval_ms),
@@ -323,6 +331,7 @@ fn reload(
     if !report.errors.is_empty() {
         anyhow::bail!("{}", report.errors.join("; "));
     }
+    retention::resolve_policies(&config.cleanup, &report.registry)?;
     index.record_plugins(&report.rows(), now_ms())?;
     Ok(Reloaded {
         config,

@@ -7,8 +7,11 @@
 //!   and indexed with `repair` (this is how a crash between moving a file into
 //!   the store and committing its row is recovered: nothing is lost).
 //!
-//! Files being written or deleted are left alone. Every state change is
-//! recorded in the `events` audit log.
+//! First, deletions a crash interrupted (rows still `deleting`) are
+//! finished: the decision and its `events` row were committed before the
+//! crash, so the file is unlinked if still there and the row removed. Files
+//! being written are left alone. Every state change is recorded in the
+//! `events` audit log.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -36,6 +39,8 @@ pub struct FsckReport {
     pub indexed: Vec<String>,
     /// Entries fsck cannot judge (symlinks, non-UTF-8 names, read errors).
     pub errors: Vec<String>,
+    /// Interrupted deletions finished.
+    pub deletions_finished: Vec<String>,
 }
 
 impl FsckReport {
@@ -53,6 +58,14 @@ pub fn fsck(
     repair: Option<&IngestOptions>,
 ) -> anyhow::Result<FsckReport> {
     let mut report = FsckReport::default();
+    let finished = crate::retention::finish_deletions(index, data_dir)?;
+    report.deletions_finished = finished.finished;
+    report.errors.extend(
+        finished
+            .failed
+            .into_iter()
+            .map(|failed| format!("{failed} (an interrupted deletion; fsck retries it)")),
+    );
     let mut on_disk = BTreeMap::new();
     walk(
         data_dir,

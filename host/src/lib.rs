@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod fsck;
+pub mod gc;
 pub mod index;
 pub mod ingest;
 pub mod jobs;

@@ -356,14 +356,15 @@ fn ingest_wait_without_a_daemon_runs_the_scan_in_process_and_jobs_lists_it() {
 }
 
 #[test]
-fn sigusr1_queues_one_full_cleanup_that_absorbs_a_pending_gc_and_survives_a_restart() {
+fn cleanup_runs_at_startup_absorbing_a_pending_gc_and_a_sigusr1_storm_never_runs_two_at_once() {
     let setup = Setup::new("");
-    // A GC-only run is pending (no gc handler is registered yet, so it waits).
+    // A GC-only run is pending (due in an hour): the startup cleanup covers it.
     let gc = setup
         .index
         .enqueue_job(
             &NewJob {
                 absorbed_by: Some("cleanup".into()),
+                due_ms: now_ms() + 3_600_000,
                 ..job("gc", Some("gc"), 0)
             },
             now_ms(),
@@ -371,50 +372,71 @@ fn sigusr1_queues_one_full_cleanup_that_absorbs_a_pending_gc_and_survives_a_rest
         .unwrap()
         .id();
     let mut daemon = setup.daemon();
-    let ingest_done = || {
-        setup
-            .index
-            .jobs(Some(JobState::Done), 10)
-            .unwrap()
-            .iter()
-            .any(|job| job.kind == "ingest")
-    };
-    wait_for("the daemon to serve", Duration::from_secs(30), ingest_done);
     let cleanups = || -> Vec<JobRow> {
-        setup
+        let mut rows: Vec<JobRow> = setup
             .index
-            .jobs(None, 100)
+            .jobs(None, 1000)
             .unwrap()
             .into_iter()
-            .filter(|job| job.kind == "retention")
-            .collect()
+            .filter(|job| job.kind == "cleanup")
+            .collect();
+        rows.sort_by_key(|job| job.id);
+        rows
     };
-    for _ in 0..3 {
+    wait_for(
+        "the startup cleanup to run",
+        Duration::from_secs(30),
+        || cleanups().iter().any(|job| job.state == JobState::Done),
+    );
+    let absorbed = setup.job(gc);
+    assert_eq!(absorbed.state, JobState::Cancelled);
+    assert!(absorbed.last_error.unwrap().contains("absorbed"));
+    const SIGNALS: usize = 20;
+    for _ in 0..SIGNALS {
         Command::new("kill")
             .args(["-USR1", &daemon.id().to_string()])
             .status()
             .unwrap();
     }
     wait_for(
-        "a full cleanup to be queued",
+        "a cleanup after the signals",
         Duration::from_secs(30),
-        || !cleanups().is_empty() && setup.job(gc).state == JobState::Cancelled,
+        || cleanups().len() >= 2,
     );
-    std::thread::sleep(Duration::from_millis(200));
     assert!(terminate(&mut daemon).success());
-    let queued = cleanups();
-    assert_eq!(
-        queued.len(),
-        1,
-        "three signals, one pending cleanup: {queued:?}"
-    );
-    assert_eq!(
-        queued[0].state,
-        JobState::Queued,
-        "persisted for the next start"
-    );
+    let rows = cleanups();
+    assert!(rows.len() <= 1 + SIGNALS, "{rows:?}");
     assert!(
-        setup.job(gc).last_error.unwrap().contains("absorbed"),
-        "the pending GC-only run is absorbed"
+        rows.iter().filter(|job| !job.state.is_final()).count() <= 1,
+        "one live cleanup at most: {rows:?}"
     );
+    // Never two at once: each run started after the one before it ended.
+    for pair in rows.windows(2) {
+        if let (Some(ended), Some(started)) = (pair[0].finished_ms, pair[1].started_ms) {
+            assert!(started >= ended, "overlapping cleanups: {pair:?}");
+        }
+    }
+    assert!(
+        rows.iter()
+            .all(|job| matches!(job.state, JobState::Done | JobState::Queued)),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn cleanup_runs_on_its_schedule_in_a_running_daemon() {
+    let setup = Setup::new("cleanup_interval_ms = 1000\nstagger_ms = 0");
+    let mut daemon = setup.daemon();
+    // The startup run, then at least one periodic run with no trigger.
+    wait_for("two cleanup runs", Duration::from_secs(30), || {
+        setup
+            .index
+            .jobs(Some(JobState::Done), 100)
+            .unwrap()
+            .iter()
+            .filter(|job| job.kind == "cleanup")
+            .count()
+            >= 2
+    });
+    assert!(terminate(&mut daemon).success());
 }

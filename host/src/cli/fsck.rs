@@ -24,6 +24,12 @@ pub(super) fn run(data_dir: &DataDir, config: &Config, repair: bool) -> anyhow::
     let options = IngestOptions::new(&config.ingest);
     let report = fsck(data_dir, &index, repair.then_some(&options))?;
     let mut out = std::io::stdout().lock();
+    for path in &report.deletions_finished {
+        writeln!(
+            out,
+            "deleted    {path}  (finished a deletion a crash interrupted)"
+        )?;
+    }
     for path in &report.lost {
         writeln!(out, "lost       {path}  (in the index, missing on disk)")?;
     }

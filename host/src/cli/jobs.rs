@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::index::{CancelOutcome, Enqueued, Index, JobId, JobRow, JobState, RetryOutcome, now_ms};
 use crate::jobs::{self, Pool, PoolSettings, Queue, Request, Trigger};
 use crate::lease;
+use crate::runtime::Runtime;
 use crate::store::DataDir;
 
 fn open(data_dir: &DataDir) -> anyhow::Result<Arc<Index>> {
@@ -138,6 +139,18 @@ pub(super) fn cancel(data_dir: &DataDir, id: i64) -> anyhow::Result<ExitCode> {
 
 /// `wharf ingest [--wait]`: enqueues an inbox scan.
 pub(super) fn ingest(data_dir: &DataDir, config: &Config, wait: bool) -> anyhow::Result<ExitCode> {
+    enqueue_and_follow(data_dir, config, &Request::ingest(), wait)
+}
+
+/// Enqueues `request` from the CLI; with `wait`, follows the job to its
+/// end, running it in this process (the daemon's pool, one worker, only
+/// this job) when no daemon is alive.
+pub(super) fn enqueue_and_follow(
+    data_dir: &DataDir,
+    config: &Config,
+    request: &Request,
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
     data_dir.create().with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -146,16 +159,17 @@ pub(super) fn ingest(data_dir: &DataDir, config: &Config, wait: bool) -> anyhow:
     })?;
     let index = Arc::new(Index::open(&data_dir.index_path())?);
     let queue = Queue::new(index.clone(), &config.jobs);
-    let enqueued = queue.enqueue(&Request::ingest(), Trigger::Cli)?;
+    let enqueued = queue.enqueue(request, Trigger::Cli)?;
     let id = enqueued.id();
+    let kind = &request.kind;
     let daemon = crate::daemon::running_daemon(&index)?;
     match enqueued {
-        Enqueued::Queued(_) => eprintln!("job {id} (ingest) queued"),
+        Enqueued::Queued(_) => eprintln!("job {id} ({kind}) queued"),
         Enqueued::AlreadyQueued(_) | Enqueued::Absorbed(_) => {
-            eprintln!("job {id} (ingest) is queued already and covers this request")
+            eprintln!("job {id} is queued already and covers this request")
         }
         Enqueued::RerunSet(_) => {
-            eprintln!("job {id} (ingest) is running; one more run follows it")
+            eprintln!("job {id} is running; one more run follows it")
         }
     }
     if !wait {
@@ -170,7 +184,17 @@ pub(super) fn ingest(data_dir: &DataDir, config: &Config, wait: bool) -> anyhow:
         Some(_) => None,
         None => {
             let shared = Arc::new(RwLock::new(config.clone()));
-            let handlers = jobs::standard_handlers(data_dir.clone(), index.clone(), shared);
+            let mut handlers =
+                jobs::standard_handlers(data_dir.clone(), index.clone(), shared.clone());
+            if request.kind != jobs::INGEST {
+                let runtime = Runtime::new(config.runtime_config(&data_dir.compiled_cache_dir()))?;
+                handlers.extend(jobs::cleanup_handlers(
+                    data_dir.clone(),
+                    index.clone(),
+                    shared,
+                    runtime,
+                ));
+            }
             let settings = PoolSettings {
                 workers: 1,
                 only: Some(id),

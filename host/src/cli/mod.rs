@@ -3,6 +3,7 @@
 //! place, [`main`].
 
 mod add;
+mod cleanup;
 mod fsck;
 mod init;
 mod jobs;
@@ -123,10 +124,53 @@ pub enum Command {
         #[arg(long, default_value = "capture")]
         kind: String,
     },
+    /// Queue a cleanup: finish interrupted deletions, run every
+    /// [[cleanup.policy]] of wharf.toml, then orphan GC.
+    ///
+    /// With --wait, follow the job to its end (in this process if no daemon
+    /// runs; exit 1 if it failed). With --dry-run, delete nothing: print what
+    /// the configured policies, and a candidate given with --policy, would
+    /// delete, and how they differ.
+    #[command(after_help = CLEANUP_HELP)]
+    Cleanup {
+        /// Orphan GC only (untracked files under files/, leftovers in tmp/).
+        #[arg(long)]
+        gc_only: bool,
+        /// Plan only, read-only; nothing is deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Wait for the job to end.
+        #[arg(long, conflicts_with = "dry_run")]
+        wait: bool,
+        /// With --dry-run: a candidate retention plugin (.wasm) to compare
+        /// with the configured policies.
+        #[arg(long = "policy", value_name = "NEW.wasm", requires = "dry_run")]
+        candidate: Option<PathBuf>,
+        /// A parameter of the candidate, key=value; repeat for more.
+        #[arg(long = "param", value_name = "KEY=VALUE", requires = "candidate", value_parser = cleanup::parse_param)]
+        params: Vec<(String, String)>,
+        /// The configured policy whose files (kinds, attributes) the
+        /// candidate applies to [default: every file].
+        #[arg(long, value_name = "POLICY", requires = "candidate")]
+        like: Option<String>,
+        /// With --dry-run: `table` for people, `json` for scripts.
+        #[arg(long, value_enum, default_value_t = JobsFormat::Table)]
+        format: JobsFormat,
+        /// With --dry-run: how many differing files to list per side.
+        #[arg(long, default_value_t = 10)]
+        show: usize,
+    },
     /// Manage plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
 }
+
+const CLEANUP_HELP: &str = "\
+Examples:
+  wharf cleanup --wait                   # run every policy, then orphan GC, now
+  wharf cleanup --gc-only                # orphan GC only
+  wharf cleanup --dry-run                # what the configured policies would delete
+  wharf cleanup --dry-run --policy ttl.wasm --param max_age_ms=86400000 --format json";
 
 const SQL_HELP: &str = "\
 Tables: files, entities, exports, locks, destinations, sync_status, jobs, plugins, events.
@@ -341,6 +385,29 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 paths,
                 entity,
                 kind,
+            },
+        ),
+        Command::Cleanup {
+            gc_only,
+            dry_run,
+            wait,
+            candidate,
+            params,
+            like,
+            format,
+            show,
+        } => cleanup::cleanup(
+            &data_dir,
+            &config()?,
+            &cleanup::CleanupArgs {
+                gc_only,
+                dry_run,
+                wait,
+                candidate,
+                params,
+                like,
+                format,
+                show,
             },
         ),
         Command::Plugin(PluginCommand::List) => plugin::list(&data_dir, &config()?),

@@ -178,7 +178,7 @@ fn thousands(n: u64) -> String {
 }
 
 /// Bytes in binary units: "512 B", "1.5 KiB", "931.3 GiB".
-fn human_bytes(bytes: u64) -> String {
+pub(super) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if bytes < 1024 {
         return format!("{bytes} B");

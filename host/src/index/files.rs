@@ -202,6 +202,18 @@ impl Index {
         Ok(())
     }
 
+    /// Records that a file was read for an export or a sync at `at_ms`
+    /// (retention policies such as `ttl` count it as an access).
+    pub fn touch_file_access(&self, id: FileId, at_ms: i64) -> anyhow::Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE files SET last_access_ms = max(ifnull(last_access_ms, 0), ?1) WHERE id = ?2",
+                params![at_ms, id.0],
+            )?;
+            Ok(())
+        })
+    }
+
     /// Sets a file's state and records why in the audit log.
     pub fn set_file_state(&self, id: FileId, state: FileState, reason: &str) -> anyhow::Result<()> {
         self.write(|tx| {

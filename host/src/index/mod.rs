@@ -7,6 +7,7 @@
 //! processes queue on SQLite's lock instead of deadlocking); reads use a pool
 //! of read-only connections, so `wharf sql` and a running daemon coexist.
 
+mod deletions;
 mod files;
 mod inspect;
 mod jobs;
@@ -22,6 +23,7 @@ use anyhow::Context;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
+pub use deletions::{DeletionGuard, DeletionRequest, Marked, Refused};
 pub use files::{FileId, FileRow, FileState, InsertOutcome, NewFile};
 pub use inspect::{
     DestinationId, EntityId, Failure, FileCount, LeaseStatus, QueryPlan, ReadOnlyIndex, RowSink,

@@ -1,17 +1,22 @@
-//! The handlers of the built-in job kinds. `ingest` scans the inbox; the
-//! cleanup kinds (`retention`, `gc`), `export` and `sync` register theirs
-//! when they arrive.
+//! The handlers of the built-in job kinds. `ingest` scans the inbox;
+//! `cleanup` finishes interrupted deletions, runs every configured
+//! retention policy, then orphan GC; `gc` finishes interrupted deletions and
+//! runs orphan GC only. `export` and `sync` register theirs when they
+//! arrive.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use super::{Handler, Handlers, INGEST, JobContext, JobError};
+use super::{CLEANUP, GC, Handler, Handlers, INGEST, JobContext, JobError};
 use crate::config::Config;
 use crate::index::Index;
 use crate::ingest::{self, IngestOptions, Outcome, Progress};
+use crate::retention::{self, RetentionError};
+use crate::runtime::Runtime;
 use crate::store::DataDir;
+use crate::{gc, plugins};
 
 /// The configuration in force, replaced as a whole on reload.
 pub type SharedConfig = Arc<RwLock<Config>>;
@@ -21,6 +26,195 @@ pub fn standard_handlers(data_dir: DataDir, index: Arc<Index>, config: SharedCon
     let mut handlers = Handlers::new();
     handlers.register(INGEST, Arc::new(IngestJob::new(data_dir, index, config)));
     handlers
+}
+
+/// The cleanup kinds, `cleanup` and `gc`, which need the plugin runtime.
+pub fn cleanup_handlers(
+    data_dir: DataDir,
+    index: Arc<Index>,
+    config: SharedConfig,
+    runtime: Runtime,
+) -> Handlers {
+    let mut handlers = Handlers::new();
+    let job = |gc_only| {
+        Arc::new(CleanupJob {
+            data_dir: data_dir.clone(),
+            index: index.clone(),
+            config: config.clone(),
+            runtime: runtime.clone(),
+            gc_only,
+        })
+    };
+    handlers.register(CLEANUP, job(false));
+    handlers.register(GC, job(true));
+    handlers
+}
+
+/// `cleanup` (every policy, then orphan GC) and `gc` (orphan GC only). Both
+/// first finish deletions a crash interrupted. A failing policy is recorded
+/// (an `events` row of kind `failed`) and the others still run; the job
+/// then fails with every policy's error.
+pub struct CleanupJob {
+    data_dir: DataDir,
+    index: Arc<Index>,
+    config: SharedConfig,
+    runtime: Runtime,
+    gc_only: bool,
+}
+
+impl CleanupJob {
+    /// Runs the configured policies; returns their errors, and whether any
+    /// is worth retrying.
+    fn policies(
+        &self,
+        job: &JobContext<'_>,
+        config: &Config,
+    ) -> Result<Vec<(String, bool)>, JobError> {
+        let mut failures = Vec::new();
+        if config.cleanup.policies.is_empty() {
+            return Ok(failures);
+        }
+        // The plugins as pinned now: a manifest's sha256 pin holds, so this
+        // is the set the daemon would load.
+        let loaded = plugins::load_all(&self.runtime, config, &self.data_dir.plugins_dir());
+        let policies = match retention::resolve_policies(&config.cleanup, &loaded.registry) {
+            Ok(policies) => policies,
+            Err(error) => {
+                let message = format!("cleanup policies not run: {error}");
+                self.event("failed", job, None, &message);
+                failures.push((message, false));
+                return Ok(failures);
+            }
+        };
+        let cancel = job.cancel_flag();
+        for policy in &policies {
+            match retention::run_policy(
+                &self.index,
+                &self.data_dir,
+                policy,
+                &config.cleanup,
+                Some(job.id),
+                &cancel,
+            ) {
+                Ok(report) => {
+                    let applied = &report.applied;
+                    tracing::info!(
+                        policy = %report.policy,
+                        plugin = %report.plugin,
+                        candidates = report.candidates,
+                        planned = report.planned,
+                        deleted = applied.deleted,
+                        deleted_bytes = applied.deleted_bytes,
+                        refused = applied.refused.total(),
+                        "retention policy applied"
+                    );
+                    let refused = applied.refused;
+                    self.event(
+                        "retention",
+                        job,
+                        Some(&report.plugin),
+                        &format!(
+                            "policy {}: {} candidates, {} planned, {} deleted ({} bytes); refused: {} leased, {} export-held, {} unsynced, {} not ready, {} gone",
+                            report.policy, report.candidates, report.planned, applied.deleted, applied.deleted_bytes,
+                            refused.leased, refused.export_held, refused.unsynced, refused.not_ready, refused.gone
+                        ),
+                    );
+                    for failed in &applied.unlink_failed {
+                        tracing::warn!(policy = %report.policy, error = %failed, "file marked deleting but not unlinked; the next cleanup retries");
+                    }
+                }
+                Err(RetentionError::Cancelled) => return Err(JobError::Cancelled),
+                Err(error) => {
+                    let message = format!("policy {}: {error}", policy.name);
+                    tracing::error!(policy = %policy.name, error = %error, "retention policy stopped");
+                    self.event("failed", job, Some(&policy.plugin.name), &message);
+                    failures.push((message, error.is_transient()));
+                }
+            }
+        }
+        Ok(failures)
+    }
+
+    fn event(&self, kind: &str, job: &JobContext<'_>, plugin: Option<&str>, message: &str) {
+        if let Err(error) = self.index.record_event(kind, Some(job.id), plugin, message) {
+            tracing::error!(error = %format!("{error:#}"), message, "cannot record an event");
+        }
+    }
+}
+
+impl Handler for CleanupJob {
+    fn run(&self, job: &JobContext<'_>) -> Result<(), JobError> {
+        let config = self
+            .config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let finished = retention::finish_deletions(&self.index, &self.data_dir)
+            .map_err(JobError::Transient)?;
+        if !finished.finished.is_empty() || !finished.failed.is_empty() {
+            tracing::info!(
+                finished = finished.finished.len(),
+                failed = finished.failed.len(),
+                "interrupted deletions finished"
+            );
+        }
+        let failures = if self.gc_only {
+            Vec::new()
+        } else {
+            self.policies(job, &config)?
+        };
+        let cancel = job.cancel_flag();
+        let report = gc::collect(
+            &self.data_dir,
+            &self.index,
+            config.cleanup.orphan_lifetime_ms,
+            gc::Untracked::from_config(config.cleanup.remove_untracked_files),
+            &cancel,
+        )
+        .map_err(JobError::Transient)?;
+        if !report.untracked.is_empty() {
+            tracing::warn!(
+                untracked = report.untracked.len(),
+                first = %report.untracked[0],
+                "files under files/ the index does not track: run `wharf fsck --repair` to index them"
+            );
+        }
+        for path in &report.removed {
+            self.event("orphan-removed", job, None, path);
+        }
+        if !report.removed.is_empty() || !report.errors.is_empty() {
+            tracing::info!(
+                removed = report.removed.len(),
+                bytes = report.removed_bytes,
+                spared = report.spared.len(),
+                errors = report.errors.len(),
+                "orphan GC"
+            );
+        }
+        for error in &report.errors {
+            tracing::warn!(error = %error, "orphan GC could not judge or remove an entry");
+        }
+        if report.cancelled || job.cancelled() {
+            return Err(JobError::Cancelled);
+        }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let transient = failures.iter().any(|(_, transient)| *transient);
+        let message = anyhow::anyhow!(
+            "{}",
+            failures
+                .into_iter()
+                .map(|(m, _)| m)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        Err(if transient {
+            JobError::Transient(message)
+        } else {
+            JobError::Terminal(message)
+        })
+    }
 }
 
 /// `ingest`: one scan of the inbox. A scan cancelled (shutdown, user)

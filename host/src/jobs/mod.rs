@@ -10,13 +10,14 @@
 //!   bounded, blocking hand-off; claims under a lease renewed by heartbeat;
 //!   panics caught; drain on shutdown.
 //! - `backoff.rs`: the pure retry decision and backoff.
-//! - `kinds.rs`: the handlers of the built-in kinds (`ingest`).
+//! - `kinds.rs`: the handlers of the built-in kinds (`ingest`, `cleanup`,
+//!   `gc`).
 //!
 //! Invariants: a job is claimed only when a worker is idle to take it, so
 //! nothing waits in memory; a job runs under a lease its owner renews, and
 //! nobody else runs it unless that owner is provably dead or let the lease
 //! expire; a handler's panic fails that job, never the worker. Data flows
-//! cli → jobs → ingest (and later export, retention, sync); `runtime` knows
+//! cli → jobs → ingest, retention and gc (later export, sync); `runtime` knows
 //! nothing of jobs.
 
 mod backoff;
@@ -30,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use backoff::{Backoff, FailureClass, Retry, next_attempt};
-pub use kinds::{IngestJob, SharedConfig, standard_handlers};
+pub use kinds::{CleanupJob, IngestJob, SharedConfig, cleanup_handlers, standard_handlers};
 pub use pool::{Pool, PoolSettings, Waker};
 pub use queue::{Queue, Request};
 pub use scheduler::{Schedule, Scheduler, Trigger};
@@ -39,8 +40,8 @@ pub use crate::index::{JobId, JobRow, JobState};
 
 /// The inbox scan.
 pub const INGEST: &str = "ingest";
-/// A full cleanup: retention, then orphan GC.
-pub const RETENTION: &str = "retention";
+/// A full cleanup: every configured retention policy, then orphan GC.
+pub const CLEANUP: &str = "cleanup";
 /// Orphan GC only.
 pub const GC: &str = "gc";
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::config::JobsConfig;
 use crate::index::{Enqueued, Index, NewJob, now_ms};
 
-use super::{GC, INGEST, RETENTION, Trigger};
+use super::{CLEANUP, GC, INGEST, Trigger};
 
 /// Work asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,11 +52,11 @@ impl Request {
         Request::keyed(INGEST, INGEST, "{}")
     }
 
-    /// Retention, then orphan GC: absorbs a pending GC-only run.
+    /// Every retention policy, then orphan GC: absorbs a pending GC-only run.
     pub fn full_cleanup() -> Request {
         Request {
             absorbs: Some(GC.to_owned()),
-            ..Request::keyed(RETENTION, CLEANUP_KEY, "{}")
+            ..Request::keyed(CLEANUP, CLEANUP_KEY, "{}")
         }
     }
 

@@ -1,0 +1,482 @@
+//! Deleting tracked files, in the crash-safe order retention relies on: a
+//! file is first marked `deleting` (in the same transaction as the check
+//! that it is still safe to delete and its `events` row), then unlinked by
+//! the caller, then its row removed. A row left `deleting` by a crash is
+//! finished by the next cleanup or `wharf fsck`.
+//!
+//! Also the audit rows of cleanup runs and the one index question orphan GC
+//! asks under the writer: is this path tracked now?
+
+use rusqlite::{OptionalExtension, params};
+
+use super::jobs::JobId;
+use super::{FileId, Index};
+
+/// Why the host refused to delete a file a policy asked for, counted per
+/// run. Whatever a plugin says, none of these is ever deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Refused {
+    /// Gone from the index since the plan (another run deleted it).
+    pub gone: u64,
+    /// Not `ready`: being written, being deleted, lost or corrupt.
+    pub not_ready: u64,
+    /// A lease named `file:<id>` holds it (e.g. an export reads it).
+    pub leased: u64,
+    /// A cached or running export holds it.
+    pub export_held: u64,
+    /// Not yet synced to a destination the policy requires.
+    pub unsynced: u64,
+}
+
+impl Refused {
+    pub fn total(&self) -> u64 {
+        self.gone + self.not_ready + self.leased + self.export_held + self.unsynced
+    }
+
+    pub fn add(&mut self, other: &Refused) {
+        self.gone += other.gone;
+        self.not_ready += other.not_ready;
+        self.leased += other.leased;
+        self.export_held += other.export_held;
+        self.unsynced += other.unsynced;
+    }
+}
+
+/// A deletion a policy asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct DeletionRequest<'a> {
+    pub file: FileId,
+    pub reason: &'a str,
+}
+
+/// Who asks, for the audit log, and what must hold for any deletion.
+#[derive(Debug, Clone, Copy)]
+pub struct DeletionGuard<'a> {
+    pub plugin: &'a str,
+    pub job: Option<JobId>,
+    /// Destinations (by name) a file must be synced to, beyond those
+    /// marked `required`.
+    pub require_synced: &'a [String],
+    /// Leases expiring after this still hold.
+    pub now_ms: i64,
+}
+
+/// A file now marked `deleting`: the caller unlinks it, then calls
+/// [`Index::remove_deleted`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marked {
+    pub file: FileId,
+    pub path: String,
+    pub size: u64,
+}
+
+/// Whether a file may be deleted, read in the marking transaction.
+const SAFETY: &str = "
+SELECT f.path, f.size, f.state,
+    EXISTS (SELECT 1 FROM locks l WHERE l.name = 'file:' || f.id AND l.expires_ms > ?2),
+    EXISTS (SELECT 1 FROM exports x WHERE x.file_id = f.id),
+    EXISTS (SELECT 1 FROM destinations d
+            WHERE (d.required = 1 OR d.name IN (SELECT value FROM json_each(?3)))
+              AND NOT EXISTS (SELECT 1 FROM sync_status s
+                              WHERE s.file_id = f.id AND s.destination_id = d.id AND s.state = 'synced'))
+FROM files f WHERE f.id = ?1";
+
+impl Index {
+    /// Marks each requested file `deleting` if it is still safe to delete:
+    /// ready, not leased, not held by an export and synced to every
+    /// required destination, all checked in the same write transaction as
+    /// the mark, so nothing that protects a file can slip in between. Each
+    /// marked file gets an `events` row (kind `deleted`: file, plugin,
+    /// reason). Returns the marked files and what was refused.
+    pub fn mark_deleting(
+        &self,
+        requests: &[DeletionRequest<'_>],
+        guard: &DeletionGuard<'_>,
+    ) -> anyhow::Result<(Vec<Marked>, Refused)> {
+        let require = serde_json::to_string(guard.require_synced)?;
+        self.write(|tx| {
+            let mut check = tx.prepare_cached(SAFETY)?;
+            let mut mark = tx.prepare_cached(
+                "UPDATE files SET state = 'deleting' WHERE id = ?1 AND state = 'ready'",
+            )?;
+            let mut event = tx.prepare_cached(
+                "INSERT INTO events (at_ms, kind, file_id, job_id, plugin, message)
+                 VALUES (?1, 'deleted', ?2, ?3, ?4, ?5)",
+            )?;
+            let now = super::now_ms();
+            let mut marked = Vec::new();
+            let mut refused = Refused::default();
+            for request in requests {
+                let row = check
+                    .query_row(params![request.file.0, guard.now_ms, require], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, i64>(1)?,
+                            row.get::<_, String>(2)?,
+                            row.get::<_, bool>(3)?,
+                            row.get::<_, bool>(4)?,
+                            row.get::<_, bool>(5)?,
+                        ))
+                    })
+                    .optional()?;
+                let Some((path, size, state, leased, held, unsynced)) = row else {
+                    refused.gone += 1;
+                    continue;
+                };
+                let counter = if state != "ready" {
+                    &mut refused.not_ready
+                } else if leased {
+                    &mut refused.leased
+                } else if held {
+                    &mut refused.export_held
+                } else if unsynced {
+                    &mut refused.unsynced
+                } else {
+                    if mark.execute([request.file.0])? == 1 {
+                        event.execute(params![
+                            now,
+                            request.file.0,
+                            guard.job.map(|j| j.0),
+                            guard.plugin,
+                            format!("{path}: {}", request.reason)
+                        ])?;
+                        marked.push(Marked {
+                            file: request.file,
+                            path,
+                            size: u64::try_from(size).unwrap_or(0),
+                        });
+                    }
+                    continue;
+                };
+                *counter += 1;
+            }
+            Ok((marked, refused))
+        })
+    }
+
+    /// Removes the rows of files marked `deleting` whose file is gone.
+    pub fn remove_deleted(&self, files: &[FileId]) -> anyhow::Result<()> {
+        self.write(|tx| {
+            let mut remove =
+                tx.prepare_cached("DELETE FROM files WHERE id = ?1 AND state = 'deleting'")?;
+            for file in files {
+                remove.execute([file.0])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Files marked `deleting` and not finished (a crash came in between):
+    /// (id, path), for the next cleanup or fsck to finish.
+    pub fn unfinished_deletions(&self) -> anyhow::Result<Vec<(FileId, String)>> {
+        self.read(|db| {
+            let mut query = db.prepare_cached(
+                "SELECT id, path FROM files WHERE state = 'deleting' ORDER BY id",
+            )?;
+            query
+                .query_map([], |row| Ok((FileId(row.get(0)?), row.get(1)?)))?
+                .collect()
+        })
+    }
+
+    /// Appends an audit row.
+    pub fn record_event(
+        &self,
+        kind: &str,
+        job: Option<JobId>,
+        plugin: Option<&str>,
+        message: &str,
+    ) -> anyhow::Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO events (at_ms, kind, job_id, plugin, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![super::now_ms(), kind, job.map(|j| j.0), plugin, message],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The names among `names` that no destination has.
+    pub fn unknown_destinations(&self, names: &[String]) -> anyhow::Result<Vec<String>> {
+        self.read(|db| {
+            let mut query = db.prepare_cached("SELECT 1 FROM destinations WHERE name = ?1")?;
+            let mut unknown = Vec::new();
+            for name in names {
+                if !query.exists([name])? {
+                    unknown.push(name.clone());
+                }
+            }
+            Ok(unknown)
+        })
+    }
+
+    /// The index paths of `files` that are still indexed, in the same order.
+    pub fn file_paths(&self, files: &[FileId]) -> anyhow::Result<Vec<Option<String>>> {
+        self.read(|db| {
+            let mut query = db.prepare_cached("SELECT path FROM files WHERE id = ?1")?;
+            files
+                .iter()
+                .map(|file| query.query_row([file.0], |row| row.get(0)).optional())
+                .collect()
+        })
+    }
+
+    /// Whether `path` is tracked, read now.
+    pub fn is_tracked(&self, path: &str) -> anyhow::Result<bool> {
+        self.read(|db| {
+            db.prepare_cached("SELECT 1 FROM files WHERE path = ?1")?
+                .exists([path])
+        })
+    }
+
+    /// Runs `remove` while holding the index's write lock, if `path` is not
+    /// tracked at that moment; returns `None` without running it if it is.
+    /// An ingest commits a file's row under the same lock, so the index
+    /// cannot gain `path` between the check and `remove`.
+    pub fn unless_tracked<T>(
+        &self,
+        path: &str,
+        remove: impl FnOnce() -> T,
+    ) -> anyhow::Result<Option<T>> {
+        self.write(|tx| {
+            if tx
+                .prepare_cached("SELECT 1 FROM files WHERE path = ?1")?
+                .exists([path])?
+            {
+                return Ok(None);
+            }
+            Ok(Some(remove()))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::index::{FileState, InsertOutcome, NewFile};
+
+    /// One file of a generated index, and what protects it.
+    #[derive(Debug, Clone)]
+    struct Model {
+        state: FileState,
+        /// None: no lease; Some(true): held; Some(false): expired.
+        lease: Option<bool>,
+        export_held: bool,
+        /// Synced to the destination marked required.
+        synced_required: bool,
+        /// Synced to `extra`, which only the policy requires.
+        synced_extra: bool,
+    }
+
+    impl Model {
+        fn protected(&self, policy_requires_extra: bool) -> bool {
+            self.state != FileState::Ready
+                || self.lease == Some(true)
+                || self.export_held
+                || !self.synced_required
+                || (policy_requires_extra && !self.synced_extra)
+        }
+    }
+
+    fn model() -> impl Strategy<Value = Model> {
+        (
+            prop_oneof![
+                6 => Just(FileState::Ready),
+                1 => Just(FileState::Writing),
+                1 => Just(FileState::Deleting),
+                1 => Just(FileState::Lost),
+                1 => Just(FileState::Corrupt),
+            ],
+            prop::option::of(any::<bool>()),
+            prop::bool::weighted(0.2),
+            prop::bool::weighted(0.7),
+            prop::bool::weighted(0.7),
+        )
+            .prop_map(
+                |(state, lease, export_held, synced_required, synced_extra)| Model {
+                    state,
+                    lease,
+                    export_held,
+                    synced_required,
+                    synced_extra,
+                },
+            )
+    }
+
+    const NOW: i64 = 1_000_000;
+
+    fn build(files: &[Model]) -> (tempfile::TempDir, Index, Vec<FileId>) {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("index.sqlite")).unwrap();
+        let new: Vec<NewFile> = (0..files.len())
+            .map(|i| NewFile {
+                path: format!("files/e{}/{i}", i % 3),
+                size: i as u64 + 1,
+                mtime_ms: 1,
+                sha256: "a".repeat(64),
+                kind: "capture".into(),
+                entity: Some(format!("e{}", i % 3)),
+                created_ms: i as i64,
+            })
+            .collect();
+        let ids: Vec<FileId> = index
+            .insert_files(&new)
+            .unwrap()
+            .into_iter()
+            .map(|o| match o {
+                InsertOutcome::Inserted(id) | InsertOutcome::AlreadyIndexed(id) => id,
+            })
+            .collect();
+        index
+            .write(|tx| {
+                tx.execute_batch(
+                    "INSERT INTO destinations (name, plugin, url, required) VALUES ('main', 'p', 'u', 1), ('extra', 'p', 'u', 0)",
+                )
+            })
+            .unwrap();
+        for (id, file) in ids.iter().zip(files) {
+            if file.state != FileState::Ready {
+                index.set_file_state(*id, file.state, "test").unwrap();
+            }
+            if let Some(held) = file.lease {
+                // Held: expires after NOW; expired: before.
+                let acquired = if held { NOW - 10 } else { NOW - 1000 };
+                index
+                    .try_acquire_lease(&format!("file:{}", id.0), "someone", 100, acquired, None)
+                    .unwrap();
+            }
+            index
+                .write(|tx| {
+                    if file.export_held {
+                        tx.execute(
+                            "INSERT INTO exports (entity_id, entity_version, format, params_sha256, file_id, created_ms, last_access_ms)
+                             VALUES ((SELECT entity_id FROM files WHERE id = ?1), 1, 'tar', ?1, ?1, 0, 0)",
+                            [id.0],
+                        )?;
+                    }
+                    for (name, synced) in [("main", file.synced_required), ("extra", file.synced_extra)] {
+                        tx.execute(
+                            "INSERT INTO sync_status (file_id, destination_id, state, next_attempt_ms)
+                             SELECT ?1, id, ?2, 0 FROM destinations WHERE name = ?3",
+                            params![id.0, if synced { "synced" } else { "pending" }, name],
+                        )?;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+        }
+        (dir, index, ids)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Whatever a policy asks for (every file, some twice, ids that do
+        /// not exist), the host marks exactly the unprotected ready files
+        /// it asked for, each once, and never a protected one.
+        #[test]
+        fn the_host_never_marks_a_protected_file_for_deletion(
+            files in prop::collection::vec(model(), 1..24),
+            asked in prop::collection::vec(0usize..40, 0..60),
+            requires_extra in any::<bool>(),
+        ) {
+            let (_dir, index, ids) = build(&files);
+            let reason = "test policy";
+            let requests: Vec<DeletionRequest<'_>> = asked
+                .iter()
+                .map(|&i| DeletionRequest {
+                    // Beyond the files: an id the index does not have.
+                    file: ids.get(i).copied().unwrap_or(FileId(10_000 + i as i64)),
+                    reason,
+                })
+                .collect();
+            let extra = if requires_extra { vec!["extra".to_owned()] } else { Vec::new() };
+            let guard = DeletionGuard { plugin: "p", job: None, require_synced: &extra, now_ms: NOW };
+            let (marked, refused) = index.mark_deleting(&requests, &guard).unwrap();
+            let marked_ids: HashSet<FileId> = marked.iter().map(|m| m.file).collect();
+            prop_assert_eq!(marked_ids.len(), marked.len(), "each file marked once");
+            let expected: HashSet<FileId> = asked
+                .iter()
+                .filter_map(|&i| files.get(i).map(|f| (ids[i], f)))
+                .filter(|(_, f)| !f.protected(requires_extra))
+                .map(|(id, _)| id)
+                .collect();
+            prop_assert_eq!(&marked_ids, &expected);
+            prop_assert_eq!(refused.total() + marked.len() as u64, requests.len() as u64);
+            // Every mark has its audit row naming the plugin and the reason.
+            let events: i64 = index.read(|db| db.query_row(
+                "SELECT count(*) FROM events WHERE kind = 'deleted' AND plugin = 'p' AND message LIKE '%test policy'",
+                [], |r| r.get(0))).unwrap();
+            prop_assert_eq!(events, marked.len() as i64);
+        }
+    }
+
+    use std::collections::HashSet;
+}
+
+#[cfg(test)]
+mod concurrent {
+    use super::*;
+    use crate::index::{InsertOutcome, NewFile};
+
+    #[test]
+    fn two_concurrent_cleanups_never_mark_the_same_file_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        let index = Index::open(&path).unwrap();
+        let files: Vec<NewFile> = (0..500)
+            .map(|i| NewFile {
+                path: format!("f/{i}"),
+                size: 1,
+                mtime_ms: 1,
+                sha256: "a".repeat(64),
+                kind: "capture".into(),
+                entity: None,
+                created_ms: i,
+            })
+            .collect();
+        let ids: Vec<FileId> = index
+            .insert_files(&files)
+            .unwrap()
+            .into_iter()
+            .map(|o| match o {
+                InsertOutcome::Inserted(id) | InsertOutcome::AlreadyIndexed(id) => id,
+            })
+            .collect();
+        // Two processes' worth of index connections, asking for the same files.
+        let marked: Vec<Vec<FileId>> = std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..2)
+                .map(|_| {
+                    let (path, ids) = (&path, &ids);
+                    scope.spawn(move || {
+                        let index = Index::open(path).unwrap();
+                        let guard = DeletionGuard {
+                            plugin: "p",
+                            job: None,
+                            require_synced: &[],
+                            now_ms: 0,
+                        };
+                        let mut marked = Vec::new();
+                        for chunk in ids.chunks(50) {
+                            let requests: Vec<_> = chunk
+                                .iter()
+                                .map(|&file| DeletionRequest { file, reason: "r" })
+                                .collect();
+                            let (m, _) = index.mark_deleting(&requests, &guard).unwrap();
+                            marked.extend(m.into_iter().map(|m| m.file));
+                        }
+                        marked
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|run| run.join().unwrap()).collect()
+        });
+        let mut all: Vec<FileId> = marked.concat();
+        assert_eq!(all.len(), ids.len(), "every file marked once in all");
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), ids.len());
+    }
+}
