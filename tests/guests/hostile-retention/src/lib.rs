@@ -8,7 +8,7 @@
 // Forging pointers and replacing `cabi_realloc` take `unsafe`; that is the attack.
 #![allow(unsafe_code)]
 
-mod modes;
+pub mod modes;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 

@@ -4,7 +4,7 @@
 // is the attack.
 #![allow(unsafe_code)]
 
-mod modes;
+pub mod modes;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
