@@ -96,20 +96,6 @@ fn sleeping_counts_against_the_deadline() {
     );
 }
 
-#[test]
-fn deceptive_names_and_header_injecting_media_types_are_invalid_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let plugin = load_hostile(&runtime(dir.path()));
-    for (mode, what) in [("bidi", "bare file name"), ("media-crlf", "media type")] {
-        let error = export(&plugin, dir.path(), mode).unwrap_err();
-        assert!(
-            matches!(&error, CallError::InvalidOutput(why) if why.contains(what)),
-            "{mode}: {error:?}"
-        );
-        assert!(!dir.path().join(format!("out-{mode}")).exists());
-    }
-}
-
 fn load_retention(runtime: &Runtime) -> Plugin {
     runtime
         .load(source(
@@ -150,6 +136,106 @@ fn run_retention(plugin: &Plugin, mode: &str) -> Result<Vec<Vec<u64>>, CallError
     }
     answers.push(session.finish()?.deletions.iter().map(|d| d.file).collect());
     Ok(answers)
+}
+
+/// Every mode of the hostile retention plugin and what it must come to.
+const RETENTION_MODES: &[(&str, Expect)] = &[
+    ("keep", Expect::Succeeds),
+    ("finish-all", Expect::Succeeds),
+    ("delete-all", Expect::Succeeds),
+    ("released", Expect::Succeeds),
+    ("disk", Expect::Succeeds),
+    ("dup", Expect::InvalidOutput("twice")),
+    ("stray", Expect::InvalidOutput("not in its batch")),
+    ("bad-reason", Expect::InvalidOutput("reason 5 of 0")),
+    (
+        "reason-flood",
+        Expect::InvalidOutput("100 reasons for 0 deletions"),
+    ),
+    // 100,000 copies of one id for a small batch.
+    ("flood", Expect::InvalidOutput("twice")),
+    // Once in a batch, again in `finish`.
+    ("again", Expect::InvalidOutput("twice")),
+    // Refused at `open`, before any batch.
+    ("bad-params", Expect::InvalidParams("refused at open")),
+    ("panic", Expect::Trap("hostile retention panics on purpose")),
+    ("bad-utf8", Expect::Trap("utf-8")),
+    (
+        "list-out-of-bounds",
+        Expect::Trap("list pointer/length out of bounds"),
+    ),
+    (
+        "list-misaligned",
+        Expect::Trap("list pointer is not aligned"),
+    ),
+    ("bad-enum", Expect::Trap("discriminant")),
+    // The host lends a batch column through the plugin's `cabi_realloc`.
+    (
+        "realloc-out-of-bounds",
+        Expect::Trap("realloc return: beyond end of memory"),
+    ),
+    (
+        "realloc-misaligned",
+        Expect::Trap("realloc return: result not aligned"),
+    ),
+    // 160 MiB of strings from a guest holding 4: wasmtime stops copying at
+    // its hostcall fuel (128 MiB).
+    (
+        "hostcall-fuel",
+        Expect::Trap("hostcalls has been exhausted"),
+    ),
+];
+
+#[test]
+fn every_hostile_retention_mode_has_an_expected_outcome() {
+    assert_table_covers(
+        "hostile-retention",
+        wharf_tests::hostile_retention::MODES,
+        RETENTION_MODES,
+    );
+}
+
+/// Each mode over [`two_batches`] on a fresh load, in a runtime that
+/// quarantines at the first fault. A fault is terminal, poisons the run (its
+/// next call fails without reaching the plugin), counts towards quarantine
+/// and leaves the host serving; other outcomes do not count.
+#[test]
+fn every_hostile_retention_mode_ends_as_the_table_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = strict_runtime(dir.path());
+    for &(mode, expect) in RETENTION_MODES {
+        let plugin = load_retention(&runtime);
+        let mut session = match plugin.plan_session(&params(&[("mode", mode)]), dir.path()) {
+            Ok(session) => session,
+            Err(error) => {
+                expect.check(mode, &Err::<(), _>(error));
+                assert!(!expect.is_fault(), "{mode}: a fault at open");
+                assert!(run_retention(&plugin, "keep").is_ok(), "{mode}");
+                continue;
+            }
+        };
+        let mut result = Ok(());
+        for mut batch in two_batches() {
+            result = result.and_then(|()| session.plan(&mut batch).map(|_| ()));
+        }
+        let result = result.and_then(|()| session.finish().map(|_| ()));
+        expect.check(mode, &result);
+        if !expect.is_fault() {
+            assert!(run_retention(&plugin, "keep").is_ok(), "{mode}");
+            continue;
+        }
+        let after = session.plan(&mut two_batches()[1]);
+        assert!(
+            matches!(&after, Err(CallError::Trap(why)) if why.contains("earlier call")),
+            "{mode}: the run goes on after a fault: {after:?}"
+        );
+        assert_eq!(
+            plugin.plan_session(&params(&[]), dir.path()).err(),
+            Some(CallError::Quarantined(1)),
+            "{mode}"
+        );
+        assert_host_still_serves(&runtime, &load_hostile(&runtime), dir.path());
+    }
 }
 
 #[test]
@@ -210,51 +296,6 @@ fn a_policy_reads_the_disk_space_of_the_data_directory() {
         numbers.len() == 2 && numbers[0] > 0 && numbers[0] <= numbers[1],
         "{reason}"
     );
-}
-
-#[test]
-fn retention_answers_outside_the_contract_are_invalid_output_and_end_the_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let runtime = runtime(dir.path());
-    for (mode, why) in [
-        ("dup", "twice"),
-        ("stray", "not in its batch"),
-        ("bad-reason", "reason 5 of 0"),
-        ("reason-flood", "100 reasons for 0 deletions"),
-        ("flood", "twice"),
-        ("again", "twice"),
-    ] {
-        // A fresh load per mode, so quarantine never hides the next answer.
-        let plugin = load_retention(&runtime);
-        let error = run_retention(&plugin, mode).unwrap_err();
-        assert!(
-            matches!(&error, CallError::InvalidOutput(what) if what.contains(why)),
-            "{mode}: {error:?}"
-        );
-    }
-    let plugin = load_retention(&runtime);
-    let mut session = plugin
-        .plan_session(&params(&[("mode", "dup")]), dir.path())
-        .unwrap();
-    assert!(session.plan(&mut two_batches()[0]).is_err());
-    let after = session.plan(&mut two_batches()[1]).unwrap_err();
-    assert!(matches!(after, CallError::Trap(_)), "{after:?}");
-}
-
-#[test]
-fn a_planner_refusing_its_parameters_stops_the_run_before_any_batch() {
-    let dir = tempfile::tempdir().unwrap();
-    let plugin = load_retention(&runtime(dir.path()));
-    let error = plugin
-        .plan_session(&params(&[("mode", "bad-params")]), dir.path())
-        .err()
-        .unwrap();
-    assert!(
-        matches!(&error, CallError::InvalidParams(m) if m.contains("refused at open")),
-        "{error:?}"
-    );
-    let error = run_retention(&plugin, "panic").unwrap_err();
-    assert!(matches!(error, CallError::Trap(_)), "{error:?}");
 }
 
 fn load_uploader(runtime: &Runtime) -> Plugin {

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use wharf::runtime::{
-    Allocator, Batch, CallFile, Entity, Limits, Plugin, PluginSource, Runtime, RuntimeConfig, World,
+    Allocator, Batch, CallError, CallFile, Entity, ErrorClass, Limits, Plugin, PluginSource,
+    Runtime, RuntimeConfig, World,
 };
 
 pub(crate) fn limits() -> Limits {
@@ -31,6 +32,16 @@ pub(crate) fn runtime_config(cache_dir: Option<PathBuf>) -> RuntimeConfig {
 /// A runtime with a compiled cache in `dir`.
 pub(crate) fn runtime(dir: &Path) -> Runtime {
     Runtime::new(runtime_config(Some(dir.join("compiled")))).unwrap()
+}
+
+/// A runtime that quarantines a plugin at its first fault, so a test sees
+/// whether a failure counted towards quarantine.
+pub(crate) fn strict_runtime(dir: &Path) -> Runtime {
+    Runtime::new(RuntimeConfig {
+        quarantine_after: 1,
+        ..runtime_config(Some(dir.join("compiled")))
+    })
+    .unwrap()
 }
 
 pub(crate) fn source(name: &str, wasm: Vec<u8>, world: Option<World>) -> PluginSource {
@@ -151,4 +162,118 @@ pub(crate) fn plan_once(
         .collect();
     files.extend(session.finish()?.deletions.iter().map(|d| d.file));
     Ok(files)
+}
+
+pub(crate) fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// After an attack: the same plugin (unless quarantined) and another plugin
+/// both answer normally.
+pub(crate) fn assert_host_still_serves(runtime: &Runtime, plugin: &Plugin, dir: &Path) {
+    let out = dir.join(format!("ok-{}", rand_suffix()));
+    let result = plugin
+        .export(&entity("set"), &[], &params(&[("mode", "ok")]), &out)
+        .unwrap();
+    assert_eq!(result.file_name, "ok.txt");
+    assert_eq!(std::fs::read(&out).unwrap(), b"ok");
+    let other = runtime.load(bundled("keep-last")).unwrap();
+    let files = vec![candidate(1, Some(0), 2), candidate(2, Some(0), 1)];
+    let deleted = plan_once(&other, batch(1, files), &params(&[("keep", "1")])).unwrap();
+    assert_eq!(deleted, vec![2]);
+}
+
+/// What a mode of a hostile test plugin must come to. Each plugin lists its
+/// modes (`wharf_tests::hostile::MODES`, ...) and refuses any other; its
+/// tests hold a table of `(mode, Expect)` that must name every one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Expect {
+    Succeeds,
+    /// An error the plugin returned on purpose: retried, never counted
+    /// towards quarantine.
+    Transient(&'static str),
+    InvalidParams(&'static str),
+    // The plugin's faults: terminal and counted towards quarantine.
+    Deadline,
+    MemoryLimit,
+    StackOverflow,
+    OutputLimit,
+    Trap(&'static str),
+    InvalidOutput(&'static str),
+    AccessDenied(&'static str),
+    /// Needs limits of its own: the named test runs it.
+    TestedBy(&'static str),
+}
+
+impl Expect {
+    /// A fault of the plugin's, never the host's: terminal and counted
+    /// towards quarantine.
+    pub(crate) fn is_fault(self) -> bool {
+        !matches!(
+            self,
+            Expect::Succeeds
+                | Expect::Transient(_)
+                | Expect::InvalidParams(_)
+                | Expect::TestedBy(_)
+        )
+    }
+
+    /// Asserts `result` is the exact outcome expected, in the right class.
+    pub(crate) fn check<T: std::fmt::Debug>(self, mode: &str, result: &Result<T, CallError>) {
+        let limits = limits();
+        let matched = match (self, result) {
+            (Expect::Succeeds, Ok(_)) => true,
+            (Expect::Transient(why), Err(CallError::Transient { message, .. })) => {
+                message.contains(why)
+            }
+            (Expect::InvalidParams(why), Err(CallError::InvalidParams(what))) => what.contains(why),
+            (Expect::Deadline, Err(CallError::Deadline(timeout))) => *timeout == limits.timeout,
+            (Expect::MemoryLimit, Err(CallError::MemoryLimit(bytes))) => {
+                *bytes == limits.memory_bytes
+            }
+            (Expect::StackOverflow, Err(CallError::StackOverflow)) => true,
+            (Expect::OutputLimit, Err(CallError::OutputLimit(bytes))) => {
+                *bytes == limits.output_bytes
+            }
+            (Expect::Trap(why), Err(CallError::Trap(what)))
+            | (Expect::InvalidOutput(why), Err(CallError::InvalidOutput(what)))
+            | (Expect::AccessDenied(why), Err(CallError::AccessDenied(what))) => what.contains(why),
+            _ => false,
+        };
+        assert!(matched, "mode {mode}: expected {self:?}, got {result:?}");
+        if let Err(error) = result {
+            let class = match self {
+                Expect::Transient(_) => ErrorClass::Transient,
+                Expect::InvalidParams(_) => ErrorClass::InvalidParams,
+                _ => ErrorClass::Terminal,
+            };
+            assert_eq!(error.class(), class, "mode {mode}: {error:?}");
+        }
+    }
+}
+
+/// Fails naming each mode a hostile plugin has and `table` does not, and
+/// each row for a mode the plugin does not have.
+pub(crate) fn assert_table_covers(plugin: &str, modes: &[&str], table: &[(&str, Expect)]) {
+    let missing: Vec<&str> = modes
+        .iter()
+        .copied()
+        .filter(|mode| !table.iter().any(|(row, _)| row == mode))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "modes of {plugin} with no expected outcome; add a row for each: {missing:?}"
+    );
+    let stale: Vec<&str> = table
+        .iter()
+        .map(|(row, _)| *row)
+        .filter(|row| !modes.contains(row))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "rows for modes {plugin} does not have: {stale:?}"
+    );
 }

@@ -1,6 +1,16 @@
 //! A retention plugin for the contract tests. Its `mode` parameter picks one
 //! behaviour: honest ones (`keep`, `finish-all`, `disk`) that show what the
-//! planner and its imports can do, and hostile answers the host must refuse.
+//! planner and its imports can do, and hostile answers the host must refuse:
+//! answers outside the contract, malformed values only unsafe code can build
+//! (bad UTF-8, forged list pointers, an enum value that does not exist), an
+//! allocator that answers the host with bad pointers, and a result too big
+//! for the host to take in.
+// Forging pointers and replacing `cabi_realloc` take `unsafe`; that is the attack.
+#![allow(unsafe_code)]
+
+pub mod modes;
+
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use wharf_sdk::{
     Batch, Decisions, Deletion, ParamSpec, Params, Planner, PluginError, PluginInfo, Retention,
@@ -27,6 +37,10 @@ impl Retention for HostileRetention {
 
     fn open(params: Params) -> Result<Run, PluginError> {
         let mode = param(&params, "mode").unwrap_or("keep").to_owned();
+        // Only listed modes run, so each has an expected outcome in the tests.
+        if !modes::MODES.contains(&mode.as_str()) {
+            return Err(PluginError::invalid_params(format!("unknown mode {mode}")));
+        }
         if mode == "bad-params" {
             return Err(PluginError::invalid_params(
                 "mode bad-params is refused at open",
@@ -114,6 +128,49 @@ impl Planner for Run {
                 }
             }
             "panic" => panic!("hostile retention panics on purpose"),
+            "bad-utf8" => {
+                // SAFETY: none; the host must refuse the bytes.
+                decisions
+                    .reasons
+                    .push(unsafe { String::from_utf8_unchecked(vec![b'a', 0xff, 0xfe]) });
+            }
+            "list-out-of-bounds" => {
+                // A list the guest never allocated, past the end of memory.
+                // SAFETY: none; it is handed to the host as is and never used here.
+                decisions.deletions =
+                    unsafe { Vec::from_raw_parts(0xffff_0000usize as *mut Deletion, 16, 16) };
+            }
+            "list-misaligned" => {
+                // A real allocation, but a `deletion` needs 8-byte alignment.
+                let words: &'static mut [u32] = Vec::leak(vec![0u32; 8]);
+                let ptr = words.as_mut_ptr().wrapping_add(1).cast::<Deletion>();
+                // SAFETY: none; it is handed to the host as is and never used here.
+                decisions.deletions = unsafe { Vec::from_raw_parts(ptr, 1, 1) };
+            }
+            "bad-enum" => {
+                // `level` has five cases; 9 is none of them.
+                let message = "a level that does not exist";
+                // SAFETY: the host's own `log` import, with an invalid level.
+                unsafe { raw_log(9, message.as_ptr(), message.len()) };
+            }
+            "realloc-out-of-bounds" => {
+                REALLOC.store(REALLOC_OUT_OF_BOUNDS, Ordering::SeqCst);
+                let _ = batch.sizes();
+            }
+            "realloc-misaligned" => {
+                REALLOC.store(REALLOC_MISALIGNED, Ordering::SeqCst);
+                let _ = batch.sizes();
+            }
+            "hostcall-fuel" => {
+                // 40 reasons that all point at the same 4 MiB: 160 MiB for
+                // the host to copy out of a guest that holds 4.
+                let big: &'static mut str = String::leak("x".repeat(4 << 20));
+                let (ptr, len) = (big.as_mut_ptr(), big.len());
+                decisions.reasons = (0..40)
+                    // SAFETY: none; aliases handed to the host and never dropped here.
+                    .map(|_| unsafe { String::from_raw_parts(ptr, len, len) })
+                    .collect();
+            }
             other => return Err(PluginError::invalid_params(format!("unknown mode {other}"))),
         }
         Ok(decisions)
@@ -136,6 +193,71 @@ impl Planner for Run {
         }
         Ok(decisions)
     }
+}
+
+#[cfg(target_arch = "wasm32")]
+#[link(wasm_import_module = "wharf:plugin/host@0.2.0")]
+unsafe extern "C" {
+    /// The `host.log` import the SDK also uses, called with raw values.
+    #[link_name = "log"]
+    fn raw_log(level: i32, message: *const u8, len: usize);
+}
+
+/// Natively (the crate's own build) there is no host to call.
+#[cfg(not(target_arch = "wasm32"))]
+unsafe fn raw_log(_level: i32, _message: *const u8, _len: usize) {}
+
+const REALLOC_HONEST: u8 = 0;
+const REALLOC_OUT_OF_BOUNDS: u8 = 1;
+const REALLOC_MISALIGNED: u8 = 2;
+
+/// How `cabi_realloc` answers the host's next allocation.
+static REALLOC: AtomicU8 = AtomicU8::new(REALLOC_HONEST);
+
+/// The allocator the host calls to hand the guest a list or a string (a
+/// batch column, parameters). Honest until a mode tells it to answer with a
+/// pointer past the end of memory, or one off its alignment. It replaces the
+/// weak definitions in std and wit-bindgen.
+///
+/// # Safety
+/// Called by the host with the canonical ABI's arguments.
+#[cfg(target_arch = "wasm32")]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cabi_realloc(
+    old: *mut u8,
+    old_len: usize,
+    align: usize,
+    new_len: usize,
+) -> *mut u8 {
+    use std::alloc::{Layout, alloc, handle_alloc_error, realloc};
+    if REALLOC.load(Ordering::SeqCst) == REALLOC_OUT_OF_BOUNDS {
+        return 0xffff_0000usize as *mut u8;
+    }
+    if new_len == 0 {
+        return align as *mut u8;
+    }
+    // SAFETY: the canonical ABI passes a power-of-two alignment and, for a
+    // reallocation, the layout the block was allocated with.
+    let ptr = unsafe {
+        let layout = Layout::from_size_align_unchecked(new_len, align);
+        let ptr = if old_len == 0 {
+            alloc(layout)
+        } else {
+            realloc(
+                old,
+                Layout::from_size_align_unchecked(old_len, align),
+                new_len,
+            )
+        };
+        if ptr.is_null() {
+            handle_alloc_error(layout);
+        }
+        ptr
+    };
+    if REALLOC.load(Ordering::SeqCst) == REALLOC_MISALIGNED && align > 1 {
+        return ptr.wrapping_add(1);
+    }
+    ptr
 }
 
 wharf_sdk::export_retention!(HostileRetention);

@@ -1,7 +1,10 @@
 //! A hostile exporter for the sandbox tests. Each `mode` attacks the host in
 //! one way; `ok` behaves, so a test can check the host still serves calls.
-// Forging a resource handle takes `unsafe`; that is the attack.
+// Forging a resource handle, a string or an enum value takes `unsafe`; that
+// is the attack.
 #![allow(unsafe_code)]
+
+pub mod modes;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,7 +37,12 @@ impl Exporter for Hostile {
                 media_type: "text/plain".into(),
             })
         };
-        match param(&params, "mode").unwrap_or("ok") {
+        let mode = param(&params, "mode").unwrap_or("ok");
+        // Only listed modes run, so each has an expected outcome in the tests.
+        if !modes::MODES.contains(&mode) {
+            return Err(PluginError::invalid_params(format!("unknown mode {mode}")));
+        }
+        match mode {
             "ok" => {
                 wharf_sdk::output::write(b"ok")?;
                 named("ok.txt".into())
@@ -131,6 +139,20 @@ impl Exporter for Hostile {
                 named(format!("count-{calls}-{}", entity.name))
             }
             "fail" => Err(PluginError::transient("remote is down")),
+            "bad-enum" => {
+                // `level` has five cases; 9 is none of them.
+                let message = "a level that does not exist";
+                // SAFETY: the host's own `log` import, with an invalid level.
+                unsafe { raw_log(9, message.as_ptr(), message.len()) };
+                named("bad-enum.txt".into())
+            }
+            // SAFETY: none; the host must refuse the bytes.
+            "bad-utf8" => named(unsafe { String::from_utf8_unchecked(vec![b'a', 0xc3, 0x28]) }),
+            "string-out-of-bounds" => {
+                // A name the guest never allocated, past the end of memory.
+                // SAFETY: none; it is handed to the host as is and never used here.
+                named(unsafe { String::from_raw_parts(0xffff_0000usize as *mut u8, 64, 64) })
+            }
             other => Err(PluginError::invalid_params(format!("unknown mode {other}"))),
         }
     }
@@ -154,5 +176,17 @@ fn recurse_big_frames(depth: u64) -> u64 {
     frame[std::hint::black_box(3)] = recurse_big_frames(std::hint::black_box(depth + 1));
     std::hint::black_box(&frame)[3]
 }
+
+#[cfg(target_arch = "wasm32")]
+#[link(wasm_import_module = "wharf:plugin/host@0.2.0")]
+unsafe extern "C" {
+    /// The `host.log` import the SDK also uses, called with raw values.
+    #[link_name = "log"]
+    fn raw_log(level: i32, message: *const u8, len: usize);
+}
+
+/// Natively (the crate's own build) there is no host to call.
+#[cfg(not(target_arch = "wasm32"))]
+unsafe fn raw_log(_level: i32, _message: *const u8, _len: usize) {}
 
 wharf_sdk::export_exporter!(Hostile);
