@@ -361,3 +361,22 @@ fn a_retention_plugin_importing_the_network_is_refused_at_load() {
     let report = runtime.inspect(&bundled("http-put").wasm).unwrap();
     assert!(report.forbidden_imports(World::Uploader).is_empty());
 }
+
+#[test]
+fn a_describe_answer_over_64_kib_fails_the_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let error = runtime
+        .load(source(
+            "big-describe",
+            guest(wharf_tests::BIG_DESCRIBE),
+            None,
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(&error, LoadError::Describe { error: CallError::InvalidOutput(why), .. }
+            if why.contains("at most 65536")),
+        "{error:?}"
+    );
+    assert_host_still_serves(&runtime, &load_hostile(&runtime), dir.path());
+}

@@ -70,6 +70,8 @@ struct Rehearsal {
     only_candidate: Vec<(Planned, Option<String>)>,
     only_configured: Vec<(Planned, Option<String>)>,
     orphans: Vec<gc::Orphan>,
+    /// Untracked files under `files/` GC leaves (reported, not removed).
+    untracked: Vec<String>,
 }
 
 fn rehearse(data_dir: &DataDir, config: &Config, args: &CleanupArgs) -> anyhow::Result<ExitCode> {
@@ -99,6 +101,7 @@ fn rehearse(data_dir: &DataDir, config: &Config, args: &CleanupArgs) -> anyhow::
         only_candidate: Vec::new(),
         only_configured: Vec::new(),
         orphans,
+        untracked: gc_report.untracked,
     };
     if !args.gc_only {
         let loaded = plugins::load_all(&runtime, config, &data_dir.plugins_dir());
@@ -332,6 +335,13 @@ fn print(out: &mut impl Write, r: &Rehearsal, args: &CleanupArgs) -> anyhow::Res
         r.orphans.len(),
         human_bytes(orphan_bytes)
     )?;
+    if let Some(first) = r.untracked.first() {
+        writeln!(
+            out,
+            "untracked: {} files (e.g. {first}) left in place; `wharf fsck --repair` indexes them",
+            r.untracked.len()
+        )?;
+    }
     writeln!(out, "(dry run: nothing was deleted)")?;
     Ok(())
 }
@@ -378,5 +388,6 @@ fn to_json(r: &Rehearsal) -> serde_json::Value {
             "files": r.orphans.len(),
             "bytes": r.orphans.iter().map(|o| o.size).sum::<u64>(),
         },
+        "untracked": r.untracked,
     })
 }

@@ -176,7 +176,7 @@ impl Handler for CleanupJob {
             tracing::warn!(
                 untracked = report.untracked.len(),
                 first = %report.untracked[0],
-                "files under files/ the index does not track: run `wharf fsck --repair` to index them"
+                "untracked files in the data directory's tracked area, left in place: run `wharf fsck --repair` to index them"
             );
         }
         for path in &report.removed {
