@@ -19,6 +19,7 @@ use anyhow::Context;
 use tokio::sync::mpsc::Receiver;
 
 use crate::config::Config;
+use crate::export::{self, ExportJob, Exporters};
 use crate::index::{Index, now_ms};
 use crate::jobs::{
     self, Handlers, Pool, PoolSettings, Queue, Request, Schedule, Scheduler, Trigger, Waker,
@@ -105,6 +106,16 @@ pub async fn run_with(
     let shared_config = Arc::new(RwLock::new(config.clone()));
     let mut handlers =
         jobs::standard_handlers(data_dir.clone(), index.clone(), shared_config.clone());
+    let exporters = Arc::new(Exporters::new(&loaded.registry));
+    handlers.register(
+        export::EXPORT,
+        Arc::new(ExportJob::new(
+            data_dir.clone(),
+            index.clone(),
+            exporters.clone(),
+            shared_config.clone(),
+        )),
+    );
     handlers.extend(extra);
     let queue = Queue::new(index.clone(), &config.jobs);
     let pool = {
@@ -175,6 +186,7 @@ pub async fn run_with(
                         *shared_config.write().unwrap_or_else(PoisonError::into_inner) = new_config.clone();
                         config = new_config;
                         loaded = reloaded.report;
+                        exporters.replace(&loaded.registry);
                         if let Some(rebuilt) = reloaded.runtime {
                             runtime = rebuilt;
                         }

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod export;
 pub mod fsck;
 pub mod index;
 pub mod ingest;

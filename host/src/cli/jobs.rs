@@ -19,7 +19,7 @@ use crate::jobs::{self, Pool, PoolSettings, Queue, Request, Trigger};
 use crate::lease;
 use crate::store::DataDir;
 
-fn open(data_dir: &DataDir) -> anyhow::Result<Arc<Index>> {
+pub(super) fn open(data_dir: &DataDir) -> anyhow::Result<Arc<Index>> {
     if !data_dir.index_path().exists() {
         anyhow::bail!(
             "there is no index at {}; run `wharf init` first",
@@ -193,7 +193,7 @@ pub(super) fn ingest(data_dir: &DataDir, config: &Config, wait: bool) -> anyhow:
 
 /// Polls job `id` until it is done, failed or cancelled, with a progress
 /// bar on a terminal.
-fn follow(index: &Index, id: JobId) -> anyhow::Result<JobRow> {
+pub(super) fn follow(index: &Index, id: JobId) -> anyhow::Result<JobRow> {
     let bar = std::io::stderr().is_terminal().then(|| {
         let style =
             ProgressStyle::with_template("{spinner} job {prefix} {msg} {bar:30} {pos}/{len}")
