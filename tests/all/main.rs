@@ -4,6 +4,7 @@
 mod bundled;
 mod cli;
 mod contract;
+mod exports;
 mod fsck;
 mod http;
 mod http_server;
