@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::mpsc::Receiver;
 
+use crate::api::{ApiServer, ApiState};
 use crate::config::Config;
 use crate::export::{self, ExportJob, Exporters};
 use crate::index::{Index, now_ms};
@@ -128,6 +129,18 @@ pub async fn run_with(
         tokio::task::spawn_blocking(move || Pool::start(index, owner, handlers, settings)).await??
     };
     let waker = pool.waker();
+    let api = ApiServer::start(&config.api, &data_dir, |token| {
+        ApiState::new(
+            data_dir.clone(),
+            index.clone(),
+            queue.clone(),
+            Some(waker.clone()),
+            exporters.clone(),
+            token,
+            &config.api,
+        )
+    })
+    .await;
     tracing::info!(
         data_dir = %data_dir.root().display(),
         plugins = loaded.registry.len(),
@@ -207,6 +220,9 @@ pub async fn run_with(
         }
     }
     let deadline = Duration::from_millis(config.jobs.drain_timeout_ms);
+    if let Some(api) = api {
+        api.stop(&data_dir, deadline).await;
+    }
     tracing::info!(
         deadline_ms = config.jobs.drain_timeout_ms,
         "draining running jobs"

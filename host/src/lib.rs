@@ -2,6 +2,7 @@
 //! with exports, retention and uploads done by sandboxed WebAssembly plugins.
 //! See ARCHITECTURE.md at the repository root for the map.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
@@ -18,3 +19,4 @@ pub mod scaffold;
 pub mod store;
 #[cfg(test)]
 mod tidy;
+pub mod views;

@@ -1,6 +1,7 @@
 //! wharf's integration tests, one binary so they link once.
 #![allow(clippy::unwrap_used)]
 
+mod api;
 mod bundled;
 mod cli;
 mod contract;

@@ -4,11 +4,10 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use serde_json::json;
-
 use super::JobsFormat;
-use crate::index::{AttributeChange, DatasetRow, ExportRow};
+use crate::index::AttributeChange;
 use crate::store::DataDir;
+use crate::views::{dataset_json, export_json};
 
 fn no_such(name: &str) -> anyhow::Error {
     anyhow::anyhow!("there is no dataset {name:?}; `wharf dataset list` shows them")
@@ -132,33 +131,4 @@ pub(super) fn change(
     let row = index.dataset(name)?.ok_or_else(|| no_such(name))?;
     println!("dataset {name} is at version {}", row.version);
     Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) fn dataset_json(row: &DatasetRow) -> serde_json::Value {
-    json!({
-        "name": row.name,
-        "files": row.files,
-        "bytes": row.bytes,
-        "version": row.version,
-        "last_export_ms": row.last_export_ms,
-        "cached_exports": row.exports,
-        "attributes": row.attributes.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-    })
-}
-
-pub(crate) fn export_json(row: &ExportRow) -> serde_json::Value {
-    json!({
-        "id": row.id.0,
-        "dataset": row.dataset,
-        "dataset_version": row.entity_version,
-        "current": row.current,
-        "format": row.format,
-        "params_sha256": row.params_sha256,
-        "ready": row.is_ready(),
-        "size": row.size,
-        "sha256": row.sha256,
-        "media_type": row.media_type,
-        "created_ms": row.created_ms,
-        "last_access_ms": row.last_access_ms,
-    })
 }

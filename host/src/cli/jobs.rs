@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
 
 use super::JobsFormat;
 use crate::config::Config;
@@ -18,6 +17,7 @@ use crate::index::{CancelOutcome, Enqueued, Index, JobId, JobRow, JobState, Retr
 use crate::jobs::{self, Pool, PoolSettings, Queue, Request, Trigger};
 use crate::lease;
 use crate::store::DataDir;
+use crate::views::job_json;
 
 pub(super) fn open(data_dir: &DataDir) -> anyhow::Result<Arc<Index>> {
     if !data_dir.index_path().exists() {
@@ -40,7 +40,7 @@ pub(super) fn list(
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match format {
         JobsFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &rows.iter().map(to_json).collect::<Vec<_>>())?;
+            serde_json::to_writer_pretty(&mut out, &rows.iter().map(job_json).collect::<Vec<_>>())?;
             writeln!(out)?;
         }
         JobsFormat::Table => {
@@ -83,11 +83,11 @@ pub(super) fn show(data_dir: &DataDir, id: i64, format: JobsFormat) -> anyhow::R
     let mut out = std::io::stdout().lock();
     match format {
         JobsFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &to_json(&row))?;
+            serde_json::to_writer_pretty(&mut out, &job_json(&row))?;
             writeln!(out)?;
         }
         JobsFormat::Table => {
-            let value = to_json(&row);
+            let value = job_json(&row);
             if let Some(fields) = value.as_object() {
                 for (name, value) in fields {
                     let shown = match value {
@@ -240,27 +240,4 @@ fn report_end(row: &JobRow) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
-}
-
-fn to_json(row: &JobRow) -> serde_json::Value {
-    json!({
-        "id": row.id.0,
-        "kind": row.kind,
-        "unique_key": row.unique_key,
-        "state": row.state.as_str(),
-        "attempts": row.attempts,
-        "max_attempts": row.max_attempts,
-        "next_attempt_ms": row.next_attempt_ms,
-        "owner": row.owner,
-        "lease_expires_ms": row.lease_expires_ms,
-        "rerun": row.rerun,
-        "cancel_requested": row.cancel_requested,
-        "progress": row.progress,
-        "progress_total": row.progress_total,
-        "payload": row.payload,
-        "last_error": row.last_error,
-        "created_ms": row.created_ms,
-        "started_ms": row.started_ms,
-        "finished_ms": row.finished_ms,
-    })
 }
