@@ -259,3 +259,65 @@ fn twenty_concurrent_identical_requests_make_one_job_and_one_export() {
         1
     );
 }
+
+#[test]
+fn an_export_that_crashed_before_its_commit_leaves_nothing_visible_and_the_rerun_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let config = wharf::config::Config::default();
+    let data_dir = wharf::store::DataDir::new(&data);
+    let exporters = export::load_exporters(&config, &data_dir).unwrap();
+    let index = Index::open(&data.join("index.sqlite")).unwrap();
+    let request = ExportRequest {
+        dataset: "set1".into(),
+        format: "tar-export".into(),
+        params: Vec::new(),
+    };
+    let Planned::Run { key, .. } = export::plan(&index, &exporters, &request).unwrap() else {
+        panic!("nothing is cached yet")
+    };
+    // What a run killed between its rename and its commit leaves: a
+    // half-written file in tmp/ and an unindexed file at the key's path.
+    let placed = data_dir
+        .resolve(&wharf::store::export_path(
+            key.entity.0,
+            key.version,
+            &key.format,
+            &key.params_sha256,
+            "set1.tar",
+        ))
+        .unwrap();
+    std::fs::create_dir_all(placed.parent().unwrap()).unwrap();
+    std::fs::write(&placed, b"half a tar").unwrap();
+    std::fs::write(data.join("tmp/1.0.tar-export.part"), b"half a tar").unwrap();
+    assert!(rows(&data, "SELECT path FROM files WHERE kind = 'export'").is_empty());
+    assert!(
+        index.cached_export(&key).unwrap().is_none(),
+        "nothing visible"
+    );
+    let out = dir.path().join("set1.tar");
+    assert_eq!(
+        wharf(
+            &data,
+            &[
+                "export",
+                "set1",
+                "--format",
+                "tar-export",
+                "-o",
+                out.to_str().unwrap()
+            ]
+        )
+        .unwrap(),
+        ExitCode::SUCCESS
+    );
+    let listing = Command::new("tar").arg("-tf").arg(&out).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&listing.stdout),
+        "set1/a.bin\nset1/sub/b.bin\n"
+    );
+    assert_eq!(
+        std::fs::read(&placed).unwrap(),
+        std::fs::read(&out).unwrap()
+    );
+}
