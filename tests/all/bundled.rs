@@ -18,7 +18,12 @@ fn every_bundled_plugin_loads_and_describes_itself() {
     worlds.sort_by_key(|w| w.name());
     assert_eq!(
         worlds,
-        vec![World::Exporter, World::Retention, World::Uploader]
+        vec![
+            World::Exporter,
+            World::Exporter,
+            World::Retention,
+            World::Uploader
+        ]
     );
 }
 

@@ -102,7 +102,7 @@ fn plugin_list_fails_when_a_pinned_plugin_does_not_match() {
         "{:?}",
         report.errors
     );
-    assert_eq!(report.registry.len(), 3, "the bundled plugins still load");
+    assert_eq!(report.registry.len(), 4, "the bundled plugins still load");
 }
 
 #[test]
@@ -155,10 +155,11 @@ fn the_daemon_records_its_plugins_and_reloads_them_atomically() {
         }
     };
     assert_eq!(
-        wait_for_async(&tokio, || wait_for(3)),
+        wait_for_async(&tokio, || wait_for(4)),
         vec![
             "http-put:uploader",
             "keep-last:retention",
+            "manifest-json:exporter",
             "tar-export:exporter"
         ]
     );
@@ -168,7 +169,7 @@ fn the_daemon_records_its_plugins_and_reloads_them_atomically() {
     install_hostile(data.root(), None);
     std::fs::write(data.config_path(), "[plugins]\nmax_instances = 8\n").unwrap();
     tokio.block_on(signals.send(Signal::Reload)).unwrap();
-    let listed = wait_for_async(&tokio, || wait_for(4));
+    let listed = wait_for_async(&tokio, || wait_for(5));
     assert!(listed.contains(&"hostile:exporter".to_string()));
 
     // A reload with a broken plugin keeps the last good set.
@@ -176,7 +177,7 @@ fn the_daemon_records_its_plugins_and_reloads_them_atomically() {
     tokio.block_on(signals.send(Signal::Reload)).unwrap();
     tokio.block_on(signals.send(Signal::Shutdown)).unwrap();
     tokio.block_on(daemon).unwrap().unwrap();
-    assert_eq!(installed_plugins(&index).len(), 4);
+    assert_eq!(installed_plugins(&index).len(), 5);
 }
 
 /// Lets the daemon task run on the current-thread runtime while `check` polls.

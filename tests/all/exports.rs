@@ -321,3 +321,160 @@ fn an_export_that_crashed_before_its_commit_leaves_nothing_visible_and_the_rerun
         std::fs::read(&out).unwrap()
     );
 }
+
+/// Checks `value` against the subset of JSON Schema the manifest's schema
+/// uses: type, required, additionalProperties, properties, items, const,
+/// pattern of hex digits, minimum.
+fn conforms(value: &serde_json::Value, schema: &serde_json::Value, at: &str) {
+    use serde_json::Value;
+    if let Some(expected) = schema.get("const") {
+        assert_eq!(value, expected, "{at}");
+    }
+    match schema.get("type").and_then(Value::as_str) {
+        Some("object") => {
+            let object = value
+                .as_object()
+                .unwrap_or_else(|| panic!("{at} is not an object"));
+            for key in schema["required"].as_array().into_iter().flatten() {
+                assert!(
+                    object.contains_key(key.as_str().unwrap()),
+                    "{at} lacks {key}"
+                );
+            }
+            for (key, item) in object {
+                match schema.get("properties").and_then(|p| p.get(key)) {
+                    Some(property) => conforms(item, property, &format!("{at}.{key}")),
+                    None => match schema.get("additionalProperties") {
+                        Some(Value::Bool(false)) => panic!("{at}.{key} is not in the schema"),
+                        Some(extra @ Value::Object(_)) => {
+                            conforms(item, extra, &format!("{at}.{key}"))
+                        }
+                        _ => {}
+                    },
+                }
+            }
+        }
+        Some("array") => {
+            for (i, item) in value
+                .as_array()
+                .unwrap_or_else(|| panic!("{at} is not an array"))
+                .iter()
+                .enumerate()
+            {
+                conforms(item, &schema["items"], &format!("{at}[{i}]"));
+            }
+        }
+        Some("string") => {
+            let text = value
+                .as_str()
+                .unwrap_or_else(|| panic!("{at} is not a string"));
+            if schema.get("pattern").is_some() {
+                assert!(
+                    text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()),
+                    "{at}"
+                );
+            }
+        }
+        Some("integer") => {
+            let number = value
+                .as_i64()
+                .unwrap_or_else(|| panic!("{at} is not an integer"));
+            if let Some(minimum) = schema.get("minimum").and_then(Value::as_i64) {
+                assert!(number >= minimum, "{at}");
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn manifest_json_follows_its_schema_and_different_parameters_are_cached_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    wharf(&data, &["dataset", "set", "set1", "released=true"]).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(include_str!(
+        "../../plugins/manifest-json/manifest.schema.json"
+    ))
+    .unwrap();
+    let (compact, pretty) = (
+        dir.path().join("compact.json"),
+        dir.path().join("pretty.json"),
+    );
+    for (out, flag) in [(&compact, "pretty=false"), (&pretty, "pretty=true")] {
+        assert_eq!(
+            wharf(
+                &data,
+                &[
+                    "export",
+                    "set1",
+                    "--format",
+                    "manifest-json",
+                    "--param",
+                    flag,
+                    "-o",
+                    out.to_str().unwrap()
+                ]
+            )
+            .unwrap(),
+            ExitCode::SUCCESS
+        );
+    }
+    let (compact_bytes, pretty_bytes) = (
+        std::fs::read(&compact).unwrap(),
+        std::fs::read(&pretty).unwrap(),
+    );
+    assert_ne!(
+        compact_bytes, pretty_bytes,
+        "different parameters, different entries"
+    );
+    for bytes in [&compact_bytes, &pretty_bytes] {
+        let value: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        conforms(&value, &schema, "$");
+        assert_eq!(value["attributes"]["released"], "true");
+        assert_eq!(value["files"][1]["name"], "set1/sub/b.bin");
+        assert_eq!(value["files"][1]["size"], 70_000);
+    }
+    assert_eq!(
+        rows(&data, "SELECT format FROM export_cache WHERE current").len(),
+        2,
+        "one entry per parameter set"
+    );
+    // The default is pretty=false: the same entry as the explicit one.
+    let default = dir.path().join("default.json");
+    wharf(
+        &data,
+        &[
+            "export",
+            "set1",
+            "--format",
+            "manifest-json",
+            "-o",
+            default.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(&default).unwrap(), compact_bytes);
+    assert_eq!(
+        rows(&data, "SELECT kind FROM jobs WHERE kind = 'export'").len(),
+        2
+    );
+    let bad = format!(
+        "{:#}",
+        wharf(
+            &data,
+            &[
+                "export",
+                "set1",
+                "--format",
+                "manifest-json",
+                "--param",
+                "indent=2"
+            ]
+        )
+        .unwrap_err()
+    );
+    assert!(
+        bad.contains("\"indent\"") && bad.contains("pretty"),
+        "{bad}"
+    );
+}

@@ -331,7 +331,7 @@ fn install_and_remove_make_a_running_daemon_reload() {
             .unwrap(),
     );
     wait_until("the daemon records the bundled plugins", || {
-        recorded_plugins(&index).len() == 3
+        recorded_plugins(&index).len() == 4
     });
     let installed = wharf(&data, &["plugin", "install", wharf_tests::HOSTILE]);
     assert!(installed.status.success(), "{}", stderr(&installed));
@@ -346,7 +346,7 @@ fn install_and_remove_make_a_running_daemon_reload() {
     let removed = wharf(&data, &["plugin", "remove", "hostile"]);
     assert!(removed.status.success(), "{}", stderr(&removed));
     wait_until("the daemon drops the removed plugin", || {
-        recorded_plugins(&index).len() == 3
+        recorded_plugins(&index).len() == 4
     });
 }
 

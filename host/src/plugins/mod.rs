@@ -221,7 +221,7 @@ mod tests {
     #[test]
     fn every_bundled_plugin_is_pinned() {
         let bundled = bundled(Config::default().plugin_limits());
-        assert_eq!(bundled.len(), 3);
+        assert_eq!(bundled.len(), 4);
         for source in bundled {
             assert_eq!(source.sha256.len(), 64, "{}", source.name);
         }
