@@ -323,6 +323,11 @@ fn every_api_refusal_is_json_that_says_what_to_do() {
         );
         assert!(body["message"].as_str().unwrap().contains(says), "{body}");
     }
+    let document = api.get("/api/v1/openapi.json").json();
+    assert!(
+        document["paths"]["/api/v1/datasets/{name}/exports"]["post"].is_object(),
+        "{document}"
+    );
     // Files come in keyset pages.
     let first = api.get("/api/v1/files?limit=1").json();
     assert_eq!(first["files"].as_array().unwrap().len(), 1);

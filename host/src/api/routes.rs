@@ -29,6 +29,34 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/api/v1/exports/{id}/download", get(download_export))
         .route("/api/v1/files", get(files))
         .route("/api/v1/files/{id}", get(file))
+        .route("/api/v1/openapi.json", get(openapi))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "wharf",
+        description = "Datasets, exports (202 and a job, then 201 and a download), files and jobs. \
+        Every route but /healthz needs `Authorization: Bearer TOKEN` (DATA_DIR/api-token); errors are JSON {error, message}."
+    ),
+    paths(
+        datasets,
+        dataset,
+        request_export,
+        job,
+        exports,
+        download_export,
+        files,
+        file,
+        openapi
+    )
+)]
+pub(super) struct ApiDoc;
+
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "This document, OpenAPI 3.1")))]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(<ApiDoc as utoipa::OpenApi>::openapi())
 }
 
 /// Runs blocking index work off the async executor.
@@ -47,6 +75,8 @@ fn no_dataset(name: &str) -> ApiError {
     )
 }
 
+#[utoipa::path(get, path = "/api/v1/datasets", tag = "datasets",
+    responses((status = 200, description = "Every dataset: files, bytes, version, attributes, cached exports, last export")))]
 async fn datasets(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     blocking(move || {
         let rows = state.index.datasets().map_err(ApiError::internal)?;
@@ -57,6 +87,9 @@ async fn datasets(State(state): State<ApiState>) -> Result<Json<Value>, ApiError
     .await
 }
 
+#[utoipa::path(get, path = "/api/v1/datasets/{name}", tag = "datasets",
+    params(("name" = String, Path, description = "The dataset")),
+    responses((status = 200, description = "The dataset and its cached exports"), (status = 404, description = "No such dataset")))]
 async fn dataset(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -91,6 +124,15 @@ fn download_location(id: ExportId) -> String {
     format!("/api/v1/exports/{}/download", id.0)
 }
 
+#[utoipa::path(post, path = "/api/v1/datasets/{name}/exports", tag = "exports",
+    params(("name" = String, Path, description = "The dataset")),
+    request_body(content_type = "application/json", description = "{\"format\": \"tar-export\", \"params\": {\"key\": \"value\"}}"),
+    responses(
+        (status = 201, description = "Cached: Location is the download"),
+        (status = 202, description = "A job makes it: Location is the job"),
+        (status = 404, description = "Unknown dataset or format (the formats there are are named)"),
+        (status = 422, description = "A parameter the format does not take, or a missing required one (named)"),
+        (status = 429, description = "Busy: retry after Retry-After")))]
 async fn request_export(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -162,6 +204,9 @@ fn set_location(response: &mut Response, location: &str) {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs",
+    params(("id" = i64, Path, description = "The job")),
+    responses((status = 200, description = "The job; a done export job names its download"), (status = 404, description = "No such job")))]
 async fn job(State(state): State<ApiState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
     blocking(move || {
         let row = state
@@ -193,6 +238,9 @@ struct ExportsQuery {
 
 const MAX_PAGE: usize = 1000;
 
+#[utoipa::path(get, path = "/api/v1/exports", tag = "exports",
+    params(("dataset" = Option<String>, Query, description = "Only this dataset's"), ("before" = Option<i64>, Query, description = "The previous page's next"), ("limit" = Option<usize>, Query, description = "At most this many (1..1000, default 100)")),
+    responses((status = 200, description = "Cached exports, newest first, and the next page's `before`")))]
 async fn exports(
     State(state): State<ApiState>,
     Query(query): Query<ExportsQuery>,
@@ -222,6 +270,9 @@ struct FilesQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/api/v1/files", tag = "files",
+    params(("dataset" = Option<String>, Query, description = "Only this dataset's"), ("after" = Option<i64>, Query, description = "The previous page's next"), ("limit" = Option<usize>, Query, description = "At most this many (1..1000, default 100)")),
+    responses((status = 200, description = "Files in id order and the next page's `after`")))]
 async fn files(
     State(state): State<ApiState>,
     Query(query): Query<FilesQuery>,
@@ -242,6 +293,9 @@ async fn files(
     .await
 }
 
+#[utoipa::path(get, path = "/api/v1/files/{id}", tag = "files",
+    params(("id" = i64, Path, description = "The file")),
+    responses((status = 200, description = "The file"), (status = 404, description = "No such file")))]
 async fn file(State(state): State<ApiState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
     blocking(move || {
         let row = state
@@ -254,10 +308,38 @@ async fn file(State(state): State<ApiState>, Path(id): Path<i64>) -> Result<Json
     .await
 }
 
+#[utoipa::path(get, path = "/api/v1/exports/{id}/download", tag = "exports",
+    params(("id" = i64, Path, description = "The export"), ("Range" = Option<String>, Header, description = "One byte range"), ("If-None-Match" = Option<String>, Header, description = "The ETag (sha256) you have")),
+    responses((status = 200, description = "The export, streamed; ETag is its sha256"), (status = 206, description = "The range asked for"), (status = 304, description = "Unchanged"), (status = 404, description = "No such export, or its file was cleaned up"), (status = 416, description = "The range is outside the export")))]
 async fn download_export(
     State(state): State<ApiState>,
     Path(id): Path<i64>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     download::download(state, ExportId(id), headers).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_in_the_openapi_document() {
+        let document = <ApiDoc as utoipa::OpenApi>::openapi();
+        let documented: Vec<&String> = document.paths.paths.keys().collect();
+        let source = include_str!("routes.rs");
+        let routes: Vec<&str> = source
+            .match_indices(".route(\"")
+            .filter_map(|(at, found)| source[at + found.len()..].split('"').next())
+            .collect();
+        assert!(routes.len() >= 9, "{routes:?}");
+        for route in routes {
+            assert!(
+                documented.iter().any(|path| path.as_str() == route),
+                "{route} is routed but not in the OpenAPI document: annotate its handler with #[utoipa::path] and list it in ApiDoc"
+            );
+        }
+        let json = serde_json::to_value(&document).unwrap();
+        assert!(json["openapi"].as_str().unwrap().starts_with("3.1"));
+    }
 }
