@@ -55,6 +55,9 @@ CREATE TABLE entity_attributes (
 
 -- The export cache: different parameters never overwrite each other's result,
 -- and a changed entity makes a new version rather than a stale hit.
+-- `last_access_ms` is touched by every hit and download (extending the
+-- entry's life); `media_type` is what the exporter said its result is (the
+-- download's Content-Type; added by migration 5, where SQLite's ALTER put it).
 CREATE TABLE exports (
     id              INTEGER PRIMARY KEY,
     entity_id       INTEGER NOT NULL REFERENCES entities(id) ON DELETE CASCADE,
@@ -63,7 +66,7 @@ CREATE TABLE exports (
     params_sha256   TEXT    NOT NULL,
     file_id         INTEGER REFERENCES files(id) ON DELETE SET NULL,
     created_ms      INTEGER NOT NULL,
-    last_access_ms  INTEGER NOT NULL,
+    last_access_ms  INTEGER NOT NULL, media_type TEXT,
     UNIQUE (entity_id, entity_version, format, params_sha256)
 );
 -- Deleting a file (retention deletes many) looks up the exports made of it.

@@ -17,6 +17,96 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub jobs: JobsConfig,
     pub cleanup: CleanupConfig,
+    pub exports: ExportsConfig,
+    pub api: ApiConfig,
+}
+
+/// `[exports]`: the export cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportsConfig {
+    /// How long a cached export lives after its last use (a hit or a
+    /// download), in milliseconds; cleanup removes older ones (default
+    /// 86400000, a day).
+    pub cache_ttl_ms: u64,
+    /// The lease one export holds on its cache key while it runs, renewed
+    /// every third of it, in milliseconds (default 30000).
+    pub lease_ttl_ms: u64,
+    /// How long an export waits for another run of the same cache key
+    /// before it gives up and asks to be retried, in milliseconds
+    /// (default 50000).
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for ExportsConfig {
+    fn default() -> Self {
+        ExportsConfig {
+            cache_ttl_ms: 24 * 60 * 60 * 1000,
+            lease_ttl_ms: 30_000,
+            acquire_timeout_ms: 50_000,
+        }
+    }
+}
+
+impl ExportsConfig {
+    fn validate(&self) -> Result<(), String> {
+        const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+        let ranges: [(&str, u64, u64, u64); 3] = [
+            ("cache_ttl_ms", self.cache_ttl_ms, 1000, 365 * DAY_MS),
+            ("lease_ttl_ms", self.lease_ttl_ms, 300, DAY_MS),
+            ("acquire_timeout_ms", self.acquire_timeout_ms, 0, DAY_MS),
+        ];
+        for (key, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(format!(
+                    "exports.{key} = {value} must be between {min} and {max}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[api]`: the HTTP API `wharf run` serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Serve the API at all (default true).
+    pub enabled: bool,
+    /// Address and port to listen on; loopback unless you put a proxy with
+    /// TLS in front (default 127.0.0.1:8270; port 0 picks a free one,
+    /// written to DATA_DIR/api-address).
+    pub bind: String,
+    /// Requests handled at once; more get 429 with Retry-After (default 64).
+    pub max_in_flight: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            enabled: true,
+            bind: "127.0.0.1:8270".into(),
+            max_in_flight: 64,
+        }
+    }
+}
+
+impl ApiConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "api.bind = {:?} must be an address and port such as 127.0.0.1:8270",
+                self.bind
+            ));
+        }
+        if !(1..=100_000).contains(&self.max_in_flight) {
+            return Err(format!(
+                "api.max_in_flight = {} must be between 1 and 100000",
+                self.max_in_flight
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[plugins]`: the sandbox every plugin call runs in.
@@ -405,7 +495,9 @@ impl Config {
             .map_err(|err| format!("plugins.{err}"))?;
         self.ingest.validate()?;
         self.jobs.validate()?;
-        self.cleanup.validate()
+        self.cleanup.validate()?;
+        self.exports.validate()?;
+        self.api.validate()
     }
 
     /// The limits every plugin gets unless its manifest says otherwise.
@@ -586,6 +678,10 @@ mod tests {
                 "[[cleanup.policy]]\nname = \"a\"\nplugin = \"\"",
                 "cleanup.policy[0].plugin",
             ),
+            ("[exports]\ncache_ttl_ms = 0", "exports.cache_ttl_ms"),
+            ("[exports]\nlease_ttl_ms = 1", "exports.lease_ttl_ms"),
+            ("[api]\nbind = \"localhost\"", "api.bind"),
+            ("[api]\nmax_in_flight = 0", "api.max_in_flight"),
         ] {
             let err = Config::parse(text).unwrap_err().to_string();
             assert!(err.contains(key), "{text}: {err}");

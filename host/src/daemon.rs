@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::mpsc::Receiver;
 
+use crate::api::{ApiServer, ApiState};
 use crate::config::Config;
+use crate::export::{self, ExportJob, Exporters};
 use crate::index::{Index, now_ms};
 use crate::jobs::{
     self, Handlers, Pool, PoolSettings, Queue, Request, Schedule, Scheduler, Trigger, Waker,
@@ -113,6 +115,16 @@ pub async fn run_with(
         shared_config.clone(),
         runtime.clone(),
     ));
+    let exporters = Arc::new(Exporters::new(&loaded.registry));
+    handlers.register(
+        export::EXPORT,
+        Arc::new(ExportJob::new(
+            data_dir.clone(),
+            index.clone(),
+            exporters.clone(),
+            shared_config.clone(),
+        )),
+    );
     handlers.extend(extra);
     let queue = Queue::new(index.clone(), &config.jobs);
     let pool = {
@@ -125,6 +137,18 @@ pub async fn run_with(
         tokio::task::spawn_blocking(move || Pool::start(index, owner, handlers, settings)).await??
     };
     let waker = pool.waker();
+    let api = ApiServer::start(&config.api, &data_dir, |token| {
+        ApiState::new(
+            data_dir.clone(),
+            index.clone(),
+            queue.clone(),
+            Some(waker.clone()),
+            exporters.clone(),
+            token,
+            &config.api,
+        )
+    })
+    .await;
     tracing::info!(
         data_dir = %data_dir.root().display(),
         plugins = loaded.registry.len(),
@@ -183,6 +207,7 @@ pub async fn run_with(
                         *shared_config.write().unwrap_or_else(PoisonError::into_inner) = new_config.clone();
                         config = new_config;
                         loaded = reloaded.report;
+                        exporters.replace(&loaded.registry);
                         if let Some(rebuilt) = reloaded.runtime {
                             runtime = rebuilt;
                         }
@@ -203,6 +228,9 @@ pub async fn run_with(
         }
     }
     let deadline = Duration::from_millis(config.jobs.drain_timeout_ms);
+    if let Some(api) = api {
+        api.stop(&data_dir, deadline).await;
+    }
     tracing::info!(
         deadline_ms = config.jobs.drain_timeout_ms,
         "draining running jobs"

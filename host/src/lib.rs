@@ -2,9 +2,11 @@
 //! with exports, retention and uploads done by sandboxed WebAssembly plugins.
 //! See ARCHITECTURE.md at the repository root for the map.
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod export;
 pub mod fsck;
 pub mod gc;
 pub mod index;
@@ -18,3 +20,4 @@ pub mod scaffold;
 pub mod store;
 #[cfg(test)]
 mod tidy;
+pub mod views;

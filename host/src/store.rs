@@ -10,6 +10,9 @@
 //!   tmp/              work in progress, renamed into place when complete
 //!   inbox/            files dropped here are ingested (inbox/ENTITY/... gives the entity)
 //!   files/            tracked files; the index names them `files/...`
+//!   exports/          cached exports, `exports/ENTITY-ID/vVERSION/FORMAT-PARAMS/NAME`
+//!   api-token         the HTTP API's bearer token (0600)
+//!   api-address       where the running daemon's HTTP API listens
 //! ```
 //!
 //! Every path the index stores is relative to the data directory and
@@ -81,6 +84,34 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     sync_dir(dir)
 }
 
+/// The directory of cached exports.
+pub const EXPORTS: &str = "exports";
+
+/// The index path of an export's result: one directory per cache key
+/// (entity, its version, format, parameters), so different keys never
+/// share a name, and the plugin's own file name inside it. `format` is a
+/// plugin name and `file_name` was checked to be a bare name by the runtime.
+pub fn export_path(
+    entity_id: i64,
+    version: i64,
+    format: &str,
+    params_sha256: &str,
+    file_name: &str,
+) -> String {
+    let format: String = format
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let params = params_sha256.get(..16).unwrap_or(params_sha256);
+    format!("{EXPORTS}/{entity_id}/v{version}/{format}-{params}/{file_name}")
+}
+
 /// A data directory.
 #[derive(Debug, Clone)]
 pub struct DataDir {
@@ -122,6 +153,39 @@ impl DataDir {
 
     pub fn files_dir(&self) -> PathBuf {
         self.root.join(FILES)
+    }
+
+    /// The HTTP API's bearer token, written by `wharf init` (mode 0600).
+    pub fn api_token_path(&self) -> PathBuf {
+        self.root.join("api-token")
+    }
+
+    /// Where the running daemon writes the address its HTTP API listens on.
+    pub fn api_address_path(&self) -> PathBuf {
+        self.root.join("api-address")
+    }
+
+    /// A path under `tmp/` that does not exist yet, for a writer that
+    /// creates the file itself (an exporter's output); rename it into place
+    /// with [`place`] once it is complete and synced.
+    pub fn new_tmp_path(&self, hint: &str) -> PathBuf {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let hint: String = hint
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            .take(64)
+            .collect();
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = self.tmp_dir().join(format!(
+                "{}.{n}.{:08x}.{hint}.part",
+                std::process::id(),
+                fastrand::u32(..)
+            ));
+            if path.symlink_metadata().is_err() {
+                return path;
+            }
+        }
     }
 
     /// The real path of an index path such as `files/set/a.bin`.

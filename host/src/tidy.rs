@@ -26,6 +26,10 @@ const PATH_EXCEPTIONS: &[(&str, &str)] = &[
     ("store.rs", "the data directory's layout"),
     ("tidy.rs", "this test's own patterns"),
     (
+        "api/routes.rs",
+        "URL paths of the HTTP API (`/api/v1/files/{id}`), not data-directory paths",
+    ),
+    (
         "scaffold.rs",
         "instructions printed for plugin authors name the plugins directory; no path is opened",
     ),

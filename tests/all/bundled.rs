@@ -20,6 +20,7 @@ fn every_bundled_plugin_loads_and_describes_itself() {
         worlds,
         vec![
             World::Exporter,
+            World::Exporter,
             World::Retention,
             World::Retention,
             World::Retention,

@@ -102,7 +102,7 @@ fn plugin_list_fails_when_a_pinned_plugin_does_not_match() {
         "{:?}",
         report.errors
     );
-    assert_eq!(report.registry.len(), 5, "the bundled plugins still load");
+    assert_eq!(report.registry.len(), 6, "the bundled plugins still load");
 }
 
 #[test]
@@ -155,11 +155,12 @@ fn the_daemon_records_its_plugins_and_reloads_them_atomically() {
         }
     };
     assert_eq!(
-        wait_for_async(&tokio, || wait_for(5)),
+        wait_for_async(&tokio, || wait_for(6)),
         vec![
             "disk-pressure:retention",
             "http-put:uploader",
             "keep-last:retention",
+            "manifest-json:exporter",
             "tar-export:exporter",
             "ttl:retention"
         ]
@@ -170,7 +171,7 @@ fn the_daemon_records_its_plugins_and_reloads_them_atomically() {
     install_hostile(data.root(), None);
     std::fs::write(data.config_path(), "[plugins]\nmax_instances = 8\n").unwrap();
     tokio.block_on(signals.send(Signal::Reload)).unwrap();
-    let listed = wait_for_async(&tokio, || wait_for(6));
+    let listed = wait_for_async(&tokio, || wait_for(7));
     assert!(listed.contains(&"hostile:exporter".to_string()));
 
     // A reload with a broken plugin keeps the last good set.
@@ -178,7 +179,7 @@ fn the_daemon_records_its_plugins_and_reloads_them_atomically() {
     tokio.block_on(signals.send(Signal::Reload)).unwrap();
     tokio.block_on(signals.send(Signal::Shutdown)).unwrap();
     tokio.block_on(daemon).unwrap().unwrap();
-    assert_eq!(installed_plugins(&index).len(), 6);
+    assert_eq!(installed_plugins(&index).len(), 7);
 }
 
 /// Lets the daemon task run on the current-thread runtime while `check` polls.

@@ -1,9 +1,11 @@
 //! wharf's integration tests, one binary so they link once.
 #![allow(clippy::unwrap_used)]
 
+mod api;
 mod bundled;
 mod cli;
 mod contract;
+mod exports;
 mod fsck;
 mod http;
 mod http_server;

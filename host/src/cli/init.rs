@@ -42,6 +42,13 @@ pub(super) fn init(data_dir: &DataDir, config_path: &Path) -> anyhow::Result<Exi
         data_dir.index_path().display(),
         index.schema_version()?
     );
+    let token_existed = data_dir.api_token_path().exists();
+    crate::api::token(data_dir)?;
+    println!(
+        "{} the HTTP API's bearer token {} (mode 0600)",
+        if token_existed { "kept" } else { "wrote" },
+        data_dir.api_token_path().display()
+    );
     println!(
         "wharf is ready in {}; start it with `wharf run`",
         data_dir.root().display()

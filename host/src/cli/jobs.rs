@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
 
 use super::JobsFormat;
 use crate::config::Config;
@@ -19,8 +18,9 @@ use crate::jobs::{self, Pool, PoolSettings, Queue, Request, Trigger};
 use crate::lease;
 use crate::runtime::Runtime;
 use crate::store::DataDir;
+use crate::views::job_json;
 
-fn open(data_dir: &DataDir) -> anyhow::Result<Arc<Index>> {
+pub(super) fn open(data_dir: &DataDir) -> anyhow::Result<Arc<Index>> {
     if !data_dir.index_path().exists() {
         anyhow::bail!(
             "there is no index at {}; run `wharf init` first",
@@ -41,7 +41,7 @@ pub(super) fn list(
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match format {
         JobsFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &rows.iter().map(to_json).collect::<Vec<_>>())?;
+            serde_json::to_writer_pretty(&mut out, &rows.iter().map(job_json).collect::<Vec<_>>())?;
             writeln!(out)?;
         }
         JobsFormat::Table => {
@@ -84,11 +84,11 @@ pub(super) fn show(data_dir: &DataDir, id: i64, format: JobsFormat) -> anyhow::R
     let mut out = std::io::stdout().lock();
     match format {
         JobsFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &to_json(&row))?;
+            serde_json::to_writer_pretty(&mut out, &job_json(&row))?;
             writeln!(out)?;
         }
         JobsFormat::Table => {
-            let value = to_json(&row);
+            let value = job_json(&row);
             if let Some(fields) = value.as_object() {
                 for (name, value) in fields {
                     let shown = match value {
@@ -217,7 +217,7 @@ pub(super) fn enqueue_and_follow(
 
 /// Polls job `id` until it is done, failed or cancelled, with a progress
 /// bar on a terminal.
-fn follow(index: &Index, id: JobId) -> anyhow::Result<JobRow> {
+pub(super) fn follow(index: &Index, id: JobId) -> anyhow::Result<JobRow> {
     let bar = std::io::stderr().is_terminal().then(|| {
         let style =
             ProgressStyle::with_template("{spinner} job {prefix} {msg} {bar:30} {pos}/{len}")
@@ -264,27 +264,4 @@ fn report_end(row: &JobRow) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
-}
-
-fn to_json(row: &JobRow) -> serde_json::Value {
-    json!({
-        "id": row.id.0,
-        "kind": row.kind,
-        "unique_key": row.unique_key,
-        "state": row.state.as_str(),
-        "attempts": row.attempts,
-        "max_attempts": row.max_attempts,
-        "next_attempt_ms": row.next_attempt_ms,
-        "owner": row.owner,
-        "lease_expires_ms": row.lease_expires_ms,
-        "rerun": row.rerun,
-        "cancel_requested": row.cancel_requested,
-        "progress": row.progress,
-        "progress_total": row.progress_total,
-        "payload": row.payload,
-        "last_error": row.last_error,
-        "created_ms": row.created_ms,
-        "started_ms": row.started_ms,
-        "finished_ms": row.finished_ms,
-    })
 }

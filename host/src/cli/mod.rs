@@ -4,6 +4,8 @@
 
 mod add;
 mod cleanup;
+mod dataset;
+mod export;
 mod fsck;
 mod init;
 mod jobs;
@@ -160,6 +162,39 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         show: usize,
     },
+    /// Export a dataset in a format (an exporter plugin), through the
+    /// export cache.
+    ///
+    /// A cached export of the dataset's present version with the same
+    /// parameters is answered at once; otherwise an `export` job makes it
+    /// (followed with --wait or -o; in this process when no daemon runs).
+    /// Prints where the result is. Exits with 1 if the job failed, 2 when
+    /// the request is refused (unknown dataset or format, bad parameter).
+    #[command(after_help = EXPORT_HELP)]
+    Export {
+        /// The dataset (`wharf dataset list`).
+        dataset: String,
+        /// The format: an exporter plugin's name (`wharf plugin list`).
+        #[arg(long)]
+        format: String,
+        /// A parameter of the format, repeatable: --param key=value.
+        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        /// Copy the result to this file (implies --wait).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Wait for the job to end.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Datasets (the index's entities): list, show, set or unset attributes.
+    Dataset {
+        #[command(subcommand)]
+        command: Option<DatasetCommand>,
+        /// `table` for people, `json` for scripts.
+        #[arg(long, value_enum, default_value_t = JobsFormat::Table, global = true)]
+        format: JobsFormat,
+    },
     /// Manage plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -171,6 +206,32 @@ Examples:
   wharf cleanup --gc-only                # orphan GC only
   wharf cleanup --dry-run                # what the configured policies would delete
   wharf cleanup --dry-run --policy ttl.wasm --param max_age_ms=86400000 --format json";
+
+const EXPORT_HELP: &str = "\
+Examples:
+  wharf export set1 --format tar-export -o set1.tar
+  wharf export set1 --format tar-export --wait      # prints where the cached export is
+  wharf export set1 --format tar-export             # queue it for the daemon";
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Every dataset: files, bytes, version, cached exports, last export (the default).
+    List,
+    /// One dataset: its counts, attributes and cached exports.
+    Show { name: String },
+    /// Set attributes (key=value...); a change bumps the dataset's version.
+    Set {
+        name: String,
+        #[arg(required = true, value_name = "KEY=VALUE", value_parser = parse_param)]
+        attributes: Vec<(String, String)>,
+    },
+    /// Remove attributes by key; a change bumps the dataset's version.
+    Unset {
+        name: String,
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+    },
+}
 
 const SQL_HELP: &str = "\
 Tables: files, entities, exports, locks, destinations, sync_status, jobs, plugins, events.
@@ -410,6 +471,35 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 show,
             },
         ),
+        Command::Export {
+            dataset,
+            format,
+            params,
+            output,
+            wait,
+        } => export::export(
+            &data_dir,
+            &config()?,
+            export::ExportArgs {
+                dataset,
+                format,
+                params,
+                output,
+                wait,
+            },
+        ),
+        Command::Dataset { command, format } => match command.unwrap_or(DatasetCommand::List) {
+            DatasetCommand::List => dataset::list(&data_dir, format),
+            DatasetCommand::Show { name } => dataset::show(&data_dir, &name, format),
+            DatasetCommand::Set { name, attributes } => dataset::change(
+                &data_dir,
+                &name,
+                crate::index::AttributeChange::Set(attributes),
+            ),
+            DatasetCommand::Unset { name, keys } => {
+                dataset::change(&data_dir, &name, crate::index::AttributeChange::Unset(keys))
+            }
+        },
         Command::Plugin(PluginCommand::List) => plugin::list(&data_dir, &config()?),
         Command::Plugin(PluginCommand::Inspect { file, json }) => plugin::inspect(&file, json),
         Command::Plugin(PluginCommand::Call {

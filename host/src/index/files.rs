@@ -77,10 +77,10 @@ pub enum InsertOutcome {
     AlreadyIndexed(FileId),
 }
 
-const FILE_COLUMNS: &str =
+pub(super) const FILE_COLUMNS: &str =
     "f.id, f.path, f.size, f.mtime_ms, f.sha256, f.kind, e.name, f.state, f.created_ms";
 
-fn file_row(row: &Row<'_>) -> rusqlite::Result<FileRow> {
+pub(super) fn file_row(row: &Row<'_>) -> rusqlite::Result<FileRow> {
     let state: String = row.get(7)?;
     Ok(FileRow {
         id: FileId(row.get(0)?),

@@ -7,7 +7,9 @@
 //! processes queue on SQLite's lock instead of deadlocking); reads use a pool
 //! of read-only connections, so `wharf sql` and a running daemon coexist.
 
+mod datasets;
 mod deletions;
+mod exports;
 mod files;
 mod inspect;
 mod jobs;
@@ -23,7 +25,11 @@ use anyhow::Context;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
+pub use datasets::{AttributeChange, DatasetRow};
 pub use deletions::{DeletionGuard, DeletionRequest, Marked, Refused};
+pub use exports::{
+    ExportFile, ExportId, ExportKey, ExportRow, ExportSnapshot, NewExport, RemoteCopyRow,
+};
 pub use files::{FileId, FileRow, FileState, InsertOutcome, NewFile};
 pub use inspect::{
     DestinationId, EntityId, Failure, FileCount, LeaseStatus, QueryPlan, ReadOnlyIndex, RowSink,
@@ -45,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/001_initial.sql"),
     include_str!("migrations/002_jobs.sql"),
     include_str!("migrations/003_entity_attributes.sql"),
+    include_str!("migrations/004_export_media_type.sql"),
 ];
 
 /// How long a statement waits for another connection's lock.

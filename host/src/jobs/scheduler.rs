@@ -15,6 +15,8 @@ pub enum Trigger {
     /// SIGUSR1: a full cleanup.
     Signal,
     Cli,
+    /// A request to the HTTP API.
+    Api,
 }
 
 impl std::fmt::Display for Trigger {
@@ -24,6 +26,7 @@ impl std::fmt::Display for Trigger {
             Trigger::Periodic => "periodic",
             Trigger::Signal => "signal",
             Trigger::Cli => "cli",
+            Trigger::Api => "api",
         })
     }
 }

@@ -1,0 +1,480 @@
+//! Exports end to end through the CLI and the jobs engine, on real data
+//! directories: the bundled `tar-export` read back by GNU tar, the export
+//! cache (hit, version bump, touch), refusals that name what is wrong, and
+//! single-flight per cache key.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+
+use clap::Parser;
+use wharf::cli::{Cli, execute};
+use wharf::export::{self, ExportRequest, Planned};
+use wharf::index::{Enqueued, Index};
+use wharf::jobs::{Queue, Trigger};
+
+pub(crate) fn wharf(data: &Path, args: &[&str]) -> anyhow::Result<ExitCode> {
+    let mut argv = vec!["wharf", "--data-dir", data.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    execute(Cli::try_parse_from(argv)?)
+}
+
+/// A data directory holding dataset `set1` (two files, one in a
+/// subdirectory), ingested by `wharf add`.
+pub(crate) fn dataset(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    std::fs::write(
+        dir.join("wharf.toml"),
+        "[ingest]\nfile_last_modified_ms = 0\n",
+    )
+    .unwrap();
+    let config = dir.join("wharf.toml");
+    let config = config.to_str().unwrap();
+    wharf(&data, &["--config", config, "init"]).unwrap();
+    let source = dir.join("set1");
+    std::fs::create_dir_all(source.join("sub")).unwrap();
+    std::fs::write(source.join("a.bin"), b"first file\n").unwrap();
+    std::fs::write(source.join("sub/b.bin"), vec![7u8; 70_000]).unwrap();
+    assert_eq!(
+        wharf(
+            &data,
+            &["--config", config, "add", source.to_str().unwrap()]
+        )
+        .unwrap(),
+        ExitCode::SUCCESS
+    );
+    data
+}
+
+fn rows(data: &Path, sql: &str) -> Vec<String> {
+    let db = wharf::index::open_read_only(&data.join("index.sqlite")).unwrap();
+    let mut query = db.prepare(sql).unwrap();
+    query
+        .query_map([], |row| row.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn export_without_a_daemon_writes_a_tar_that_gnu_tar_lists_and_a_repeat_is_a_cache_hit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let out = dir.path().join("set1.tar");
+    assert_eq!(
+        wharf(
+            &data,
+            &[
+                "export",
+                "set1",
+                "--format",
+                "tar-export",
+                "-o",
+                out.to_str().unwrap()
+            ]
+        )
+        .unwrap(),
+        ExitCode::SUCCESS
+    );
+    let listing = Command::new("tar").arg("-tf").arg(&out).output().unwrap();
+    assert!(listing.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&listing.stdout),
+        "set1/a.bin\nset1/sub/b.bin\n"
+    );
+    let extracted = dir.path().join("x");
+    std::fs::create_dir_all(&extracted).unwrap();
+    assert!(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&out)
+            .arg("-C")
+            .arg(&extracted)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(
+        std::fs::read(extracted.join("set1/sub/b.bin")).unwrap(),
+        vec![7u8; 70_000]
+    );
+    let export_rows = "SELECT x.id || ' ' || f.path || ' ' || f.kind || ' ' || x.media_type FROM exports x JOIN files f ON f.id = x.file_id";
+    let first = rows(&data, export_rows);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(first[0].ends_with(" export application/x-tar"), "{first:?}");
+    let accessed = rows(&data, "SELECT CAST(last_access_ms AS TEXT) FROM exports");
+    // The repeat is answered from the cache: no new job, the same bytes.
+    let again = dir.path().join("again.tar");
+    wharf(
+        &data,
+        &[
+            "export",
+            "set1",
+            "--format",
+            "tar-export",
+            "-o",
+            again.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&out).unwrap());
+    assert_eq!(
+        rows(&data, "SELECT kind FROM jobs WHERE kind = 'export'").len(),
+        1
+    );
+    assert_eq!(rows(&data, export_rows), first);
+    assert!(rows(&data, "SELECT CAST(last_access_ms AS TEXT) FROM exports")[0] >= accessed[0]);
+    assert!(
+        std::fs::read_dir(data.join("tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing is left in tmp/"
+    );
+    // The export is not one of the dataset's files.
+    assert_eq!(
+        rows(&data, "SELECT CAST(version AS TEXT) FROM entities"),
+        vec!["2".to_owned()]
+    );
+}
+
+#[test]
+fn a_changed_dataset_is_exported_again_and_the_old_entry_is_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    wharf(
+        &data,
+        &["export", "set1", "--format", "tar-export", "--wait"],
+    )
+    .unwrap();
+    wharf(&data, &["dataset", "set", "set1", "released=true"]).unwrap();
+    let out = dir.path().join("v3.tar");
+    wharf(
+        &data,
+        &[
+            "export",
+            "set1",
+            "--format",
+            "tar-export",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        rows(
+            &data,
+            "SELECT entity_version || ':' || current FROM export_cache ORDER BY entity_version"
+        ),
+        vec!["2:0".to_owned(), "3:1".to_owned()]
+    );
+    wharf(&data, &["dataset", "unset", "set1", "released"]).unwrap();
+    assert_eq!(
+        wharf(&data, &["dataset", "show", "set1"]).unwrap(),
+        ExitCode::SUCCESS
+    );
+    assert_eq!(
+        wharf(&data, &["dataset", "list", "--format", "json"]).unwrap(),
+        ExitCode::SUCCESS
+    );
+}
+
+#[test]
+fn export_refusals_name_the_dataset_the_formats_and_the_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let message = |args: &[&str]| format!("{:#}", wharf(&data, args).unwrap_err());
+    let unknown = message(&["export", "nope", "--format", "tar-export"]);
+    assert!(
+        unknown.contains("no dataset \"nope\"") && unknown.contains("wharf dataset list"),
+        "{unknown}"
+    );
+    let format = message(&["export", "set1", "--format", "zap"]);
+    assert!(
+        format.contains("\"zap\"") && format.contains("tar-export"),
+        "{format}"
+    );
+    let param = message(&[
+        "export",
+        "set1",
+        "--format",
+        "tar-export",
+        "--param",
+        "level=9",
+    ]);
+    assert!(
+        param.contains("\"level\"") && param.contains("takes none"),
+        "{param}"
+    );
+    let missing = message(&["dataset", "show", "nope"]);
+    assert!(missing.contains("no dataset \"nope\""), "{missing}");
+    assert!(rows(&data, "SELECT kind FROM jobs WHERE kind = 'export'").is_empty());
+}
+
+#[test]
+fn twenty_concurrent_identical_requests_make_one_job_and_one_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let config = wharf::config::Config::default();
+    let data_dir = wharf::store::DataDir::new(&data);
+    let exporters = Arc::new(export::load_exporters(&config, &data_dir).unwrap());
+    let index = Arc::new(Index::open(&data.join("index.sqlite")).unwrap());
+    let request = ExportRequest {
+        dataset: "set1".into(),
+        format: "tar-export".into(),
+        params: Vec::new(),
+    };
+    let ids: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..20)
+            .map(|_| {
+                let (index, exporters, request) =
+                    (index.clone(), exporters.clone(), request.clone());
+                scope.spawn(move || {
+                    let Planned::Run { request, .. } =
+                        export::plan(&index, &exporters, &request).unwrap()
+                    else {
+                        panic!("nothing is cached yet")
+                    };
+                    let queue = Queue::new(index.clone(), &wharf::config::JobsConfig::default());
+                    queue.enqueue(&request, Trigger::Cli).unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let queued: Vec<_> = ids
+        .iter()
+        .filter(|e| matches!(e, Enqueued::Queued(_)))
+        .collect();
+    assert_eq!(queued.len(), 1, "{ids:?}");
+    assert!(ids.iter().all(|e| e.id() == ids[0].id()), "{ids:?}");
+    // Whoever follows it runs it, once.
+    wharf(
+        &data,
+        &["export", "set1", "--format", "tar-export", "--wait"],
+    )
+    .unwrap();
+    assert_eq!(
+        rows(&data, "SELECT path FROM files WHERE kind = 'export'").len(),
+        1
+    );
+}
+
+#[test]
+fn an_export_that_crashed_before_its_commit_leaves_nothing_visible_and_the_rerun_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let config = wharf::config::Config::default();
+    let data_dir = wharf::store::DataDir::new(&data);
+    let exporters = export::load_exporters(&config, &data_dir).unwrap();
+    let index = Index::open(&data.join("index.sqlite")).unwrap();
+    let request = ExportRequest {
+        dataset: "set1".into(),
+        format: "tar-export".into(),
+        params: Vec::new(),
+    };
+    let Planned::Run { key, .. } = export::plan(&index, &exporters, &request).unwrap() else {
+        panic!("nothing is cached yet")
+    };
+    // What a run killed between its rename and its commit leaves: a
+    // half-written file in tmp/ and an unindexed file at the key's path.
+    let placed = data_dir
+        .resolve(&wharf::store::export_path(
+            key.entity.0,
+            key.version,
+            &key.format,
+            &key.params_sha256,
+            "set1.tar",
+        ))
+        .unwrap();
+    std::fs::create_dir_all(placed.parent().unwrap()).unwrap();
+    std::fs::write(&placed, b"half a tar").unwrap();
+    std::fs::write(data.join("tmp/1.0.tar-export.part"), b"half a tar").unwrap();
+    assert!(rows(&data, "SELECT path FROM files WHERE kind = 'export'").is_empty());
+    assert!(
+        index.cached_export(&key).unwrap().is_none(),
+        "nothing visible"
+    );
+    let out = dir.path().join("set1.tar");
+    assert_eq!(
+        wharf(
+            &data,
+            &[
+                "export",
+                "set1",
+                "--format",
+                "tar-export",
+                "-o",
+                out.to_str().unwrap()
+            ]
+        )
+        .unwrap(),
+        ExitCode::SUCCESS
+    );
+    let listing = Command::new("tar").arg("-tf").arg(&out).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&listing.stdout),
+        "set1/a.bin\nset1/sub/b.bin\n"
+    );
+    assert_eq!(
+        std::fs::read(&placed).unwrap(),
+        std::fs::read(&out).unwrap()
+    );
+}
+
+/// Checks `value` against the subset of JSON Schema the manifest's schema
+/// uses: type, required, additionalProperties, properties, items, const,
+/// pattern of hex digits, minimum.
+fn conforms(value: &serde_json::Value, schema: &serde_json::Value, at: &str) {
+    use serde_json::Value;
+    if let Some(expected) = schema.get("const") {
+        assert_eq!(value, expected, "{at}");
+    }
+    match schema.get("type").and_then(Value::as_str) {
+        Some("object") => {
+            let object = value
+                .as_object()
+                .unwrap_or_else(|| panic!("{at} is not an object"));
+            for key in schema["required"].as_array().into_iter().flatten() {
+                assert!(
+                    object.contains_key(key.as_str().unwrap()),
+                    "{at} lacks {key}"
+                );
+            }
+            for (key, item) in object {
+                match schema.get("properties").and_then(|p| p.get(key)) {
+                    Some(property) => conforms(item, property, &format!("{at}.{key}")),
+                    None => match schema.get("additionalProperties") {
+                        Some(Value::Bool(false)) => panic!("{at}.{key} is not in the schema"),
+                        Some(extra @ Value::Object(_)) => {
+                            conforms(item, extra, &format!("{at}.{key}"))
+                        }
+                        _ => {}
+                    },
+                }
+            }
+        }
+        Some("array") => {
+            for (i, item) in value
+                .as_array()
+                .unwrap_or_else(|| panic!("{at} is not an array"))
+                .iter()
+                .enumerate()
+            {
+                conforms(item, &schema["items"], &format!("{at}[{i}]"));
+            }
+        }
+        Some("string") => {
+            let text = value
+                .as_str()
+                .unwrap_or_else(|| panic!("{at} is not a string"));
+            if schema.get("pattern").is_some() {
+                assert!(
+                    text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()),
+                    "{at}"
+                );
+            }
+        }
+        Some("integer") => {
+            let number = value
+                .as_i64()
+                .unwrap_or_else(|| panic!("{at} is not an integer"));
+            if let Some(minimum) = schema.get("minimum").and_then(Value::as_i64) {
+                assert!(number >= minimum, "{at}");
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn manifest_json_follows_its_schema_and_different_parameters_are_cached_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    wharf(&data, &["dataset", "set", "set1", "released=true"]).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(include_str!(
+        "../../plugins/manifest-json/manifest.schema.json"
+    ))
+    .unwrap();
+    let (compact, pretty) = (
+        dir.path().join("compact.json"),
+        dir.path().join("pretty.json"),
+    );
+    for (out, flag) in [(&compact, "pretty=false"), (&pretty, "pretty=true")] {
+        assert_eq!(
+            wharf(
+                &data,
+                &[
+                    "export",
+                    "set1",
+                    "--format",
+                    "manifest-json",
+                    "--param",
+                    flag,
+                    "-o",
+                    out.to_str().unwrap()
+                ]
+            )
+            .unwrap(),
+            ExitCode::SUCCESS
+        );
+    }
+    let (compact_bytes, pretty_bytes) = (
+        std::fs::read(&compact).unwrap(),
+        std::fs::read(&pretty).unwrap(),
+    );
+    assert_ne!(
+        compact_bytes, pretty_bytes,
+        "different parameters, different entries"
+    );
+    for bytes in [&compact_bytes, &pretty_bytes] {
+        let value: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        conforms(&value, &schema, "$");
+        assert_eq!(value["attributes"]["released"], "true");
+        assert_eq!(value["files"][1]["name"], "set1/sub/b.bin");
+        assert_eq!(value["files"][1]["size"], 70_000);
+    }
+    assert_eq!(
+        rows(&data, "SELECT format FROM export_cache WHERE current").len(),
+        2,
+        "one entry per parameter set"
+    );
+    // The default is pretty=false: the same entry as the explicit one.
+    let default = dir.path().join("default.json");
+    wharf(
+        &data,
+        &[
+            "export",
+            "set1",
+            "--format",
+            "manifest-json",
+            "-o",
+            default.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(&default).unwrap(), compact_bytes);
+    assert_eq!(
+        rows(&data, "SELECT kind FROM jobs WHERE kind = 'export'").len(),
+        2
+    );
+    let bad = format!(
+        "{:#}",
+        wharf(
+            &data,
+            &[
+                "export",
+                "set1",
+                "--format",
+                "manifest-json",
+                "--param",
+                "indent=2"
+            ]
+        )
+        .unwrap_err()
+    );
+    assert!(
+        bad.contains("\"indent\"") && bad.contains("pretty"),
+        "{bad}"
+    );
+}
