@@ -380,3 +380,25 @@ fn a_describe_answer_over_64_kib_fails_the_load() {
     );
     assert_host_still_serves(&runtime, &load_hostile(&runtime), dir.path());
 }
+
+#[test]
+fn an_invalid_variant_tag_in_a_result_is_the_plugins_trap() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let error = runtime
+        .load(source("bad-tag", guest(wharf_tests::BAD_TAG), None))
+        .unwrap_err();
+    assert!(
+        matches!(&error, LoadError::Describe { error: CallError::Trap(why), .. }
+            if why.contains("discriminant")),
+        "{error:?}"
+    );
+    assert_eq!(
+        match &error {
+            LoadError::Describe { error, .. } => error.class(),
+            _ => unreachable!(),
+        },
+        ErrorClass::Terminal
+    );
+    assert_host_still_serves(&runtime, &load_hostile(&runtime), dir.path());
+}
