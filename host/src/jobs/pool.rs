@@ -197,10 +197,13 @@ impl Pool {
                 flag.store(true, Ordering::SeqCst);
             }
             drop(running);
-            tracing::warn!(
-                jobs = cancelled,
-                "drain deadline passed: cancelling running jobs; they run again at the next start"
-            );
+            // Idle workers still on their way out are not worth a warning.
+            if cancelled > 0 {
+                tracing::warn!(
+                    jobs = cancelled,
+                    "drain deadline passed: cancelling running jobs; they run again at the next start"
+                );
+            }
             wait_until(Instant::now() + CANCEL_GRACE, || alive() == 0);
         }
         let stuck = alive();
