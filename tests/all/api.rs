@@ -344,3 +344,41 @@ fn every_api_refusal_is_json_that_says_what_to_do() {
     signals.blocking_send(Signal::Shutdown).unwrap();
     tokio.block_on(daemon).unwrap().unwrap();
 }
+
+#[test]
+fn an_application_triggers_a_cleanup_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let (tokio, signals, daemon, api) = start(&data);
+    let answer = api.post("/api/v1/cleanup?mode=gc", "");
+    assert_eq!(answer.status, 202);
+    let job = answer.json();
+    assert_eq!(job["job"]["kind"], "gc", "{job}");
+    let location = answer.header("location").unwrap().to_owned();
+    // The job runs to its end in the daemon.
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = api.get(&location).json();
+        if status["job"]["state"] == "done" {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the gc job did not finish: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let full = api.post("/api/v1/cleanup", "");
+    assert_eq!(full.status, 202);
+    assert_eq!(full.json()["job"]["kind"], "cleanup");
+    let bad = api.post("/api/v1/cleanup?mode=everything", "");
+    assert_eq!(bad.status, 422);
+    let error = bad.json();
+    assert_eq!(error["error"], "invalid_mode");
+    assert!(
+        error["message"].as_str().unwrap().contains("mode=gc"),
+        "{error}"
+    );
+    signals.blocking_send(Signal::Shutdown).unwrap();
+    tokio.block_on(daemon).unwrap().unwrap();
+}

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::{ApiError, ApiState, download};
 use crate::export::{self, ExportRequest, Planned};
 use crate::index::{Enqueued, ExportId, FileId, JobId};
-use crate::jobs::Trigger;
+use crate::jobs::{Request as JobRequest, Trigger};
 use crate::views::{dataset_json, export_json, file_json, job_json};
 
 pub(super) fn routes() -> Router<ApiState> {
@@ -29,6 +29,7 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/api/v1/exports/{id}/download", get(download_export))
         .route("/api/v1/files", get(files))
         .route("/api/v1/files/{id}", get(file))
+        .route("/api/v1/cleanup", post(request_cleanup))
         .route("/api/v1/openapi.json", get(openapi))
 }
 
@@ -48,6 +49,7 @@ pub(super) fn routes() -> Router<ApiState> {
         download_export,
         files,
         file,
+        request_cleanup,
         openapi
     )
 )]
@@ -196,6 +198,58 @@ async fn request_export(
             Ok(response)
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct CleanupQuery {
+    mode: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/cleanup", tag = "cleanup",
+    params(("mode" = Option<String>, Query,
+        description = "full (default): finish interrupted deletions, every retention policy, then orphan GC; gc: orphan GC only")),
+    responses(
+        (status = 202, description = "The cleanup job (single-flight: a trigger while one runs makes exactly one more run; a full cleanup absorbs a pending gc); Location is the job"),
+        (status = 422, description = "A mode other than full or gc")))]
+async fn request_cleanup(
+    State(state): State<ApiState>,
+    Query(query): Query<CleanupQuery>,
+) -> Result<Response, ApiError> {
+    let request = match query.mode.as_deref().unwrap_or("full") {
+        "full" => JobRequest::full_cleanup(),
+        "gc" => JobRequest::gc(),
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_mode",
+                format!("{other:?} is not a cleanup mode: use mode=full or mode=gc"),
+            ));
+        }
+    };
+    let waker = state.waker.clone();
+    let (enqueued, row) = blocking(move || {
+        let enqueued = state
+            .queue
+            .enqueue(&request, Trigger::Api)
+            .map_err(ApiError::internal)?;
+        let row = state
+            .index
+            .job(enqueued.id())
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::internal("the job vanished"))?;
+        Ok((enqueued, row))
+    })
+    .await?;
+    if matches!(enqueued, Enqueued::Queued(_))
+        && let Some(waker) = waker
+    {
+        waker.wake();
+    }
+    let location = format!("/api/v1/jobs/{}", row.id.0);
+    let mut response =
+        (StatusCode::ACCEPTED, Json(json!({ "job": job_json(&row) }))).into_response();
+    set_location(&mut response, &location);
+    Ok(response)
 }
 
 fn set_location(response: &mut Response, location: &str) {
