@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::{ApiError, ApiState, download};
 use crate::export::{self, ExportRequest, Planned};
 use crate::index::{Enqueued, ExportId, FileId, JobId};
-use crate::jobs::{Request as JobRequest, Trigger};
+use crate::jobs::{JobRow, Request as JobRequest, Trigger, Waker};
 use crate::views::{dataset_json, export_json, file_json, job_json};
 
 pub(super) fn routes() -> Router<ApiState> {
@@ -159,18 +159,7 @@ async fn request_export(
     let planned = blocking(
         move || match export::plan(&state.index, &state.exporters, &request)? {
             Planned::Cached(hit) => Ok(Ok(hit)),
-            Planned::Run { request, .. } => {
-                let enqueued = state
-                    .queue
-                    .enqueue(&request, Trigger::Api)
-                    .map_err(ApiError::internal)?;
-                let row = state
-                    .index
-                    .job(enqueued.id())
-                    .map_err(ApiError::internal)?
-                    .ok_or_else(|| ApiError::internal("the job vanished"))?;
-                Ok(Err((enqueued, row)))
-            }
+            Planned::Run { request, .. } => Ok(Err(enqueue(&state, &request)?)),
         },
     )
     .await?;
@@ -185,19 +174,37 @@ async fn request_export(
             set_location(&mut response, &location);
             Ok(response)
         }
-        Err((enqueued, row)) => {
-            if matches!(enqueued, Enqueued::Queued(_))
-                && let Some(waker) = waker
-            {
-                waker.wake();
-            }
-            let location = format!("/api/v1/jobs/{}", row.id.0);
-            let mut response =
-                (StatusCode::ACCEPTED, Json(json!({ "job": job_json(&row) }))).into_response();
-            set_location(&mut response, &location);
-            Ok(response)
-        }
+        Err((enqueued, row)) => Ok(accepted(&enqueued, &row, waker.as_ref())),
     }
+}
+
+/// Queues `request` as an API-triggered job and reads back its row.
+/// Blocking: call it inside [`blocking`].
+fn enqueue(state: &ApiState, request: &JobRequest) -> Result<(Enqueued, JobRow), ApiError> {
+    let enqueued = state
+        .queue
+        .enqueue(request, Trigger::Api)
+        .map_err(ApiError::internal)?;
+    let row = state
+        .index
+        .job(enqueued.id())
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::internal("the job vanished"))?;
+    Ok((enqueued, row))
+}
+
+/// 202 with the job and its `Location`, waking the pool for a new job.
+fn accepted(enqueued: &Enqueued, row: &JobRow, waker: Option<&Waker>) -> Response {
+    if matches!(enqueued, Enqueued::Queued(_))
+        && let Some(waker) = waker
+    {
+        waker.wake();
+    }
+    let location = format!("/api/v1/jobs/{}", row.id.0);
+    let mut response =
+        (StatusCode::ACCEPTED, Json(json!({ "job": job_json(row) }))).into_response();
+    set_location(&mut response, &location);
+    response
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,29 +234,8 @@ async fn request_cleanup(
         }
     };
     let waker = state.waker.clone();
-    let (enqueued, row) = blocking(move || {
-        let enqueued = state
-            .queue
-            .enqueue(&request, Trigger::Api)
-            .map_err(ApiError::internal)?;
-        let row = state
-            .index
-            .job(enqueued.id())
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| ApiError::internal("the job vanished"))?;
-        Ok((enqueued, row))
-    })
-    .await?;
-    if matches!(enqueued, Enqueued::Queued(_))
-        && let Some(waker) = waker
-    {
-        waker.wake();
-    }
-    let location = format!("/api/v1/jobs/{}", row.id.0);
-    let mut response =
-        (StatusCode::ACCEPTED, Json(json!({ "job": job_json(&row) }))).into_response();
-    set_location(&mut response, &location);
-    Ok(response)
+    let (enqueued, row) = blocking(move || enqueue(&state, &request)).await?;
+    Ok(accepted(&enqueued, &row, waker.as_ref()))
 }
 
 fn set_location(response: &mut Response, location: &str) {
