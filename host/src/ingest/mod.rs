@@ -295,6 +295,9 @@ struct Run<'a> {
     /// The filesystem the store is on.
     store_dev: u64,
     now_ms: i64,
+    /// When the run started (ns since the epoch), for the leftovers it may
+    /// remove: only files last changed before it.
+    started_ns: i128,
     /// Set when the index fails: no more files are taken.
     stop: AtomicBool,
 }
@@ -323,6 +326,9 @@ impl<'a> Run<'a> {
             retry,
             store_dev,
             now_ms: now_ms(),
+            started_ns: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX)),
             stop: AtomicBool::new(false),
         })
     }

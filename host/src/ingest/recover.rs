@@ -84,8 +84,7 @@ impl Run<'_> {
             match file.kind {
                 TmpKind::IngestJournal => self.replay(&file.path, &mut buffer, recovery),
                 TmpKind::IngestCopy => {
-                    let changed_ms = mtime_or_ctime_ms(&file.metadata);
-                    if changed_ms >= self.now_ms {
+                    if last_changed_ns(&file.metadata) >= self.started_ns {
                         continue;
                     }
                     match std::fs::remove_file(&file.path) {
@@ -176,9 +175,9 @@ impl Run<'_> {
     }
 }
 
-/// When a file was last modified or moved (a rename updates the ctime), in
-/// ms since the epoch.
-fn mtime_or_ctime_ms(metadata: &std::fs::Metadata) -> i64 {
-    let ms = |secs: i64, nanos: i64| secs.saturating_mul(1000) + nanos / 1_000_000;
-    ms(metadata.mtime(), metadata.mtime_nsec()).max(ms(metadata.ctime(), metadata.ctime_nsec()))
+/// When a file was last modified or changed otherwise (a rename or a new
+/// mtime updates the ctime), in ns since the epoch.
+fn last_changed_ns(metadata: &std::fs::Metadata) -> i128 {
+    let ns = |secs: i64, nanos: i64| i128::from(secs) * 1_000_000_000 + i128::from(nanos);
+    ns(metadata.mtime(), metadata.mtime_nsec()).max(ns(metadata.ctime(), metadata.ctime_nsec()))
 }

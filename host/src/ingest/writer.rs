@@ -61,9 +61,12 @@ impl Run<'_> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; candidates.len()];
         let next = AtomicUsize::new(0);
         let threads = self.options.hash_threads.clamp(1, candidates.len().max(1));
-        let (sender, receiver) = mpsc::sync_channel::<Vec<(usize, Step)>>(CHANNEL);
         let mut commit_error = None;
         std::thread::scope(|scope| {
+            // Made inside the scope so that a panic of the writer drops the
+            // receiver, and workers blocked on a full channel return instead
+            // of holding the scope open forever.
+            let (sender, receiver) = mpsc::sync_channel::<Vec<(usize, Step)>>(CHANNEL);
             for _ in 0..threads {
                 let sender = sender.clone();
                 let (next, candidates) = (&next, &candidates);
