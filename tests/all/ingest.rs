@@ -723,7 +723,11 @@ fn a_run_stopped_between_placing_and_committing_is_finished_by_the_next_run() {
         // One plain rerun of the same command finishes everything.
         let report = fx.add(&[&dir], &ingesting);
         assert_eq!(report.recovered.indexed.len(), 4, "copy: {copy}");
-        assert_eq!(report.counts().failed + report.counts().skipped, 0, "{report:#?}");
+        assert_eq!(
+            report.counts().failed + report.counts().skipped,
+            0,
+            "{report:#?}"
+        );
         // A copy's source was still there: the rerun found its commit and
         // removed it, so it counts as ingested now.
         let expected = if copy { 10 } else { 6 };
@@ -763,7 +767,10 @@ fn an_interrupted_move_is_finished_from_its_destination_without_a_journal() {
         old_file(&committed, b"committed bytes");
         std::fs::copy(&committed, store.join("committed.bin")).unwrap();
         let mtime = std::fs::metadata(&committed).unwrap().modified().unwrap();
-        let mtime_ms = mtime.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let mtime_ms = mtime
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
         fx.index
             .insert_files(&[wharf::index::NewFile {
                 path: "files/set/committed.bin".into(),
@@ -856,7 +863,10 @@ fn a_killed_copys_leftover_is_removed_by_the_next_add_never_a_live_runs_and_stat
         "{text}"
     );
     assert!(!leftover.exists());
-    assert!(export_part.exists(), "other writers' files are left to orphan GC");
+    assert!(
+        export_part.exists(),
+        "other writers' files are left to orphan GC"
+    );
     let (_, text) = wharf(data, &["status".as_ref()]);
     assert!(
         text.contains("tmp: 1 partial file(s) (6 B), 0 of them ingest copies"),
@@ -875,13 +885,19 @@ fn batch_content(i: usize, size: usize) -> Vec<u8> {
 }
 
 /// `wharf add SOURCES` killed with SIGKILL at many moments (right after its
-/// start, after its first file, then at every tenth of the batch stored),
+/// start, after its first file, after a twentieth, then after each tenth of
+/// the batch stored),
 /// each kill followed at once by the next run; then ONE plain rerun of the
 /// same command, with no wait and no other step, must leave every file
 /// stored once with its bytes, its source gone, the index and `wharf fsck`
 /// clean and `tmp/` empty. Between kills, every file is in its source or
-/// the store (or both, for a copy), with its bytes.
-fn killed_at_many_moments_then_one_rerun(sources_parent: &Path, contents: &[Vec<u8>]) {
+/// the store (or both, for a copy), with its bytes; with `copies`, some
+/// kill must have left a placed copy beside its source.
+fn killed_at_many_moments_then_one_rerun(
+    sources_parent: &Path,
+    contents: &[Vec<u8>],
+    copies: bool,
+) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let source = sources_parent.join("batch");
@@ -892,7 +908,9 @@ fn killed_at_many_moments_then_one_rerun(sources_parent: &Path, contents: &[Vec<
     }
     let store = data.join("files/batch");
     let stored = || std::fs::read_dir(&store).map_or(0, |d| d.count());
+    // How many files are in both places: a copy placed, its source not yet removed.
     let every_file_is_somewhere = |moment: &str| {
+        let mut both = 0;
         for (i, content) in contents.iter().enumerate() {
             let places: Vec<Vec<u8>> = [source.join(name(i)), store.join(name(i))]
                 .iter()
@@ -904,7 +922,9 @@ fn killed_at_many_moments_then_one_rerun(sources_parent: &Path, contents: &[Vec<
                 name(i),
                 places.len()
             );
+            both += usize::from(places.len() == 2);
         }
+        both
     };
     let add = || {
         Command::new(env!("CARGO_BIN_EXE_wharf-under-test"))
@@ -918,14 +938,20 @@ fn killed_at_many_moments_then_one_rerun(sources_parent: &Path, contents: &[Vec<
             .unwrap()
     };
     let total = contents.len();
-    let mut targets = vec![0, 1];
-    targets.extend((1..10).map(|tenth| total * tenth / 10));
+    // Each run is killed once it has stored this many more files.
+    let mut advances = vec![0, 1, total / 20];
+    advances.extend([total / 10; 6]);
     let mut mid_batch = 0;
-    for target in targets {
+    let mut left_in_both_places = 0;
+    for advance in advances {
+        let target = stored() + advance;
         let mut run = add();
         let deadline = Instant::now() + Duration::from_secs(60);
         while stored() < target && run.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "no progress towards {target} files");
+            assert!(
+                Instant::now() < deadline,
+                "no progress towards {target} files"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         run.kill().unwrap();
@@ -934,10 +960,25 @@ fn killed_at_many_moments_then_one_rerun(sources_parent: &Path, contents: &[Vec<
         if 0 < now && now < total {
             mid_batch += 1;
         }
-        every_file_is_somewhere(&format!("killed at {target} stored"));
+        let both = every_file_is_somewhere(&format!("killed at {target} stored"));
+        eprintln!(
+            "killed at {target} stored: {now} stored, {both} also at their source, tmp/ {:?}",
+            std::fs::read_dir(data.join("tmp")).map_or(0, |d| d.count())
+        );
+        left_in_both_places += both;
     }
     assert!(mid_batch >= 3, "only {mid_batch} kill(s) landed mid-batch");
+    if copies {
+        assert!(
+            left_in_both_places > 0,
+            "no kill left a copy placed with its source still there"
+        );
+    }
 
+    assert!(
+        std::fs::read_dir(&source).unwrap().count() > 0,
+        "the last kill left work for the rerun"
+    );
     let rerun = Command::new(env!("CARGO_BIN_EXE_wharf-under-test"))
         .arg("--data-dir")
         .arg(&data)
@@ -975,11 +1016,9 @@ fn killed_at_many_moments_then_one_rerun(sources_parent: &Path, contents: &[Vec<
 #[test]
 fn an_add_killed_at_any_moment_on_the_rename_path_is_finished_by_one_plain_rerun() {
     // Many small files: the run is mostly renames and batched commits.
-    let contents: Vec<Vec<u8>> = (0..3000)
-        .map(|i| batch_content(i, 64 + i % 2000))
-        .collect();
+    let contents: Vec<Vec<u8>> = (0..3000).map(|i| batch_content(i, 64 + i % 2000)).collect();
     let sources = tempfile::tempdir().unwrap();
-    killed_at_many_moments_then_one_rerun(sources.path(), &contents);
+    killed_at_many_moments_then_one_rerun(sources.path(), &contents, false);
 }
 
 #[test]
@@ -1001,5 +1040,5 @@ fn an_add_killed_at_any_moment_on_the_copy_path_is_finished_by_one_plain_rerun()
         .map(|i| batch_content(i, (16 << 10) + (i * 7919) % (112 << 10)))
         .collect();
     let sources = tempfile::tempdir_in(shm).unwrap();
-    killed_at_many_moments_then_one_rerun(sources.path(), &contents);
+    killed_at_many_moments_then_one_rerun(sources.path(), &contents, true);
 }

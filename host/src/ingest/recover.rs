@@ -132,8 +132,15 @@ impl Run<'_> {
                     return;
                 }
             }
-            if self.holds(&entry, buffer) {
-                rows.push(entry.into_row(now_ms()));
+            match self.holds(&entry, buffer) {
+                Holds::Same => rows.push(entry.into_row(now_ms())),
+                // Never placed: the kill came first.
+                Holds::Nothing => {}
+                Holds::Other => recovery.problems.push(format!(
+                    "{}: named in {shown}, a killed run's journal, but not with the bytes it \
+                     recorded; left as it is for `wharf fsck`",
+                    entry.path
+                )),
             }
         }
         if !rows.is_empty() {
@@ -160,19 +167,30 @@ impl Run<'_> {
         }
     }
 
-    /// Whether the store holds a regular file at the entry's path with the
-    /// recorded size and sha256.
-    fn holds(&self, entry: &journal::Entry, buffer: &mut [u8]) -> bool {
+    /// What the store holds at the entry's path.
+    fn holds(&self, entry: &journal::Entry, buffer: &mut [u8]) -> Holds {
         let Ok(real) = self.data.resolve(&entry.path) else {
-            return false;
+            return Holds::Nothing;
         };
-        if !super::regular_of_size(&real, entry.size) {
-            return false;
+        match std::fs::symlink_metadata(&real) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Holds::Nothing,
+            Ok(metadata) if metadata.is_file() && metadata.len() == entry.size => {}
+            _ => return Holds::Other,
         }
-        open_regular(&real)
+        let same = open_regular(&real)
             .and_then(|mut file| sha256_of(&mut file, buffer))
-            .is_ok_and(|(sha256, size)| size == entry.size && sha256 == entry.sha256)
+            .is_ok_and(|(sha256, size)| size == entry.size && sha256 == entry.sha256);
+        if same { Holds::Same } else { Holds::Other }
     }
+}
+
+/// What the store holds where a journal says a file was being placed.
+enum Holds {
+    /// The recorded bytes: placed, and not committed.
+    Same,
+    Nothing,
+    /// Something else (a file changed since, a directory, unreadable).
+    Other,
 }
 
 /// When a file was last modified or changed otherwise (a rename or a new
