@@ -885,8 +885,7 @@ fn batch_content(i: usize, size: usize) -> Vec<u8> {
 }
 
 /// `wharf add SOURCES` killed with SIGKILL at many moments (right after its
-/// start, after its first file, after a twentieth, then after each tenth of
-/// the batch stored),
+/// start, after one file, then after each eighth of what is left),
 /// each kill followed at once by the next run; then ONE plain rerun of the
 /// same command, with no wait and no other step, must leave every file
 /// stored once with its bytes, its source gone, the index and `wharf fsck`
@@ -938,12 +937,17 @@ fn killed_at_many_moments_then_one_rerun(
             .unwrap()
     };
     let total = contents.len();
-    // Each run is killed once it has stored this many more files.
-    let mut advances = vec![0, 1, total / 20];
-    advances.extend([total / 10; 6]);
     let mut mid_batch = 0;
     let mut left_in_both_places = 0;
-    for advance in advances {
+    // Killed right after its start, after one more file stored, then after
+    // an eighth of what is left: every kill leaves work for the next run,
+    // however late it lands.
+    for round in 0..10 {
+        let advance = match round {
+            0 => 0,
+            1 => 1,
+            _ => ((total - stored()) / 8).max(1),
+        };
         let target = stored() + advance;
         let mut run = add();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -1036,8 +1040,9 @@ fn an_add_killed_at_any_moment_on_the_copy_path_is_finished_by_one_plain_rerun()
         );
         return;
     }
-    let contents: Vec<Vec<u8>> = (0..800)
-        .map(|i| batch_content(i, (16 << 10) + (i * 7919) % (112 << 10)))
+    // About 20 MB: well within the 64 MB a container's /dev/shm often has.
+    let contents: Vec<Vec<u8>> = (0..500)
+        .map(|i| batch_content(i, (8 << 10) + (i * 7919) % (64 << 10)))
         .collect();
     let sources = tempfile::tempdir_in(shm).unwrap();
     killed_at_many_moments_then_one_rerun(sources.path(), &contents, true);
