@@ -440,6 +440,35 @@ mod tests {
     }
 
     #[test]
+    fn tmp_files_tell_ingest_leftovers_from_other_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path());
+        data.create().unwrap();
+        let (_, copy) = data.create_ingest_copy("files/set/a.bin").unwrap();
+        let (_, journal) = data.create_ingest_journal().unwrap();
+        let export = data.new_tmp_path("tar-export");
+        std::fs::write(&export, b"x").unwrap();
+        std::fs::write(data.tmp_dir().join("notes"), b"x").unwrap();
+        std::fs::create_dir(data.tmp_dir().join("sub.part")).unwrap();
+        let kinds: Vec<(PathBuf, TmpKind)> = data
+            .tmp_files()
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.path, f.kind))
+            .collect();
+        let mut expected = vec![
+            (copy, TmpKind::IngestCopy),
+            (journal, TmpKind::IngestJournal),
+            (export, TmpKind::OtherPart),
+            (data.tmp_dir().join("notes"), TmpKind::Other),
+        ];
+        expected.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(kinds, expected);
+        assert!(TmpKind::IngestCopy.is_part() && TmpKind::OtherPart.is_part());
+        assert!(!TmpKind::IngestJournal.is_part());
+    }
+
+    #[test]
     fn internals_are_named_and_the_inbox_is_not_one() {
         let dir = tempfile::tempdir().unwrap();
         let data = DataDir::new(dir.path().join("data"));
