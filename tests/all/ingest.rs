@@ -807,6 +807,11 @@ fn an_interrupted_move_is_finished_from_its_destination_without_a_journal() {
         assert_eq!(std::fs::read(store.join("clash.bin")).unwrap(), b"clash B");
         assert_eq!(fx.indexed_sha256("files/set/clash.bin"), None);
         assert_eq!(tmp_names(&fx.data), Vec::<String>::new(), "tmp/ is empty");
+        // A run that places nothing leaves nothing in tmp/ either.
+        let report = fx.add(&[&dir], &ingesting);
+        failed_with(&report, &clash, "not indexed is already there");
+        assert_eq!(report.files.len(), 1, "{report:#?}");
+        assert_eq!(tmp_names(&fx.data), Vec::<String>::new(), "tmp/ is empty");
     }
 }
 

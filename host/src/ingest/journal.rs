@@ -1,10 +1,11 @@
 //! The journal: what one run has placed in the store and not committed yet,
 //! so a run after a crash can index it. The writer appends one JSON line
 //! per file (its future index row) right before renaming the file into the
-//! store, empties the journal once a batch is committed, and removes it at
-//! the end of the run; a run killed in between leaves
-//! `tmp/ingest.PID.N.journal` behind, which the next run that recovers
-//! (`recover.rs`) reads back with [`read`].
+//! store, and removes the journal once those rows are committed; so a
+//! journal exists only while files are placed and not committed (never
+//! long enough for orphan GC to take it for a leftover), and a run killed
+//! then leaves `tmp/ingest.PID.N.journal` behind, which the next run that
+//! recovers (`recover.rs`) reads back with [`read`].
 //!
 //! Each line is written with one `write` on a file opened for appending, so
 //! a killed process leaves whole lines (a torn last line is skipped: its
@@ -59,21 +60,15 @@ impl Entry {
     }
 }
 
-/// The writer's journal, created with its first entry.
+/// The writer's journal, created with its first entry after a commit.
 pub(super) struct Journal<'a> {
     data: &'a DataDir,
     file: Option<(File, PathBuf)>,
-    /// Entries written since it was last emptied.
-    dirty: bool,
 }
 
 impl<'a> Journal<'a> {
     pub(super) fn new(data: &'a DataDir) -> Journal<'a> {
-        Journal {
-            data,
-            file: None,
-            dirty: false,
-        }
+        Journal { data, file: None }
     }
 
     /// Records that `row`'s file is about to be placed; the file must not
@@ -87,31 +82,24 @@ impl<'a> Journal<'a> {
         };
         // One write: a killed process leaves the line whole or not at all.
         file.write_all(&line)?;
-        self.dirty = true;
         Ok(())
     }
 
-    /// Everything recorded is committed: the journal starts over empty.
+    /// Everything recorded is committed: the journal goes (the next entry
+    /// starts a new one).
     pub(super) fn committed(&mut self) {
-        let Some((file, path)) = &self.file else {
-            return;
-        };
-        if !std::mem::take(&mut self.dirty) {
-            return;
-        }
-        // Kept, stale entries are harmless: the recovery skips tracked paths.
-        if let Err(error) = file.set_len(0) {
-            tracing::warn!(path = %path.display(), error = %error, "cannot empty the ingest journal");
-        }
-    }
-
-    /// The run is over and everything it placed is committed: the journal goes.
-    pub(super) fn remove(self) {
-        if let Some((_, path)) = self.file
+        // One left behind is harmless: the recovery skips tracked paths.
+        if let Some((_, path)) = self.file.take()
             && let Err(error) = std::fs::remove_file(&path)
         {
             tracing::warn!(path = %path.display(), error = %error, "cannot remove the ingest journal");
         }
+    }
+
+    /// Where the journal is, while it exists.
+    #[cfg(test)]
+    fn path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|(_, path)| path.as_path())
     }
 }
 
@@ -151,10 +139,12 @@ mod tests {
         data.create().unwrap();
         let mut journal = Journal::new(&data);
         journal.record(&row("files/set/a")).unwrap();
+        let first = journal.path().unwrap().to_path_buf();
         journal.committed();
+        assert!(!first.exists(), "gone once committed");
         journal.record(&row("files/set/b")).unwrap();
         journal.record(&row("files/set/c")).unwrap();
-        let path = journal.file.as_ref().unwrap().1.clone();
+        let path = journal.path().unwrap().to_path_buf();
         // A kill in the middle of a line leaves it torn.
         std::fs::OpenOptions::new()
             .append(true)
@@ -169,7 +159,8 @@ mod tests {
             (entry.size, entry.mtime_ms, entry.created_ms, entry.entity),
             (3, 17, 5, Some("set".into()))
         );
-        journal.remove();
+        journal.committed();
         assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(data.tmp_dir()).unwrap().count(), 0);
     }
 }

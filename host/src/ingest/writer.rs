@@ -125,10 +125,11 @@ impl Run<'_> {
             {
                 commit_error.get_or_insert(error);
             }
-            // With a commit failed, the journal stays for the next run to
-            // index what it names.
+            // Entries of files whose placing failed may be left: nothing is
+            // uncommitted now. With a commit failed, the journal stays for
+            // the next run to index what it names.
             if commit_error.is_none() {
-                local.journal.remove();
+                local.journal.committed();
             }
         });
         if let Some(error) = commit_error {
@@ -317,7 +318,7 @@ impl Run<'_> {
     }
 
     /// Commits a batch, records its outcomes, removes copied sources, and
-    /// empties the journal.
+    /// removes the journal.
     fn commit(
         &self,
         batch: &mut Batch,
