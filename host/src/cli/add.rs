@@ -46,15 +46,23 @@ pub(super) fn add(data_dir: &DataDir, config: &Config, args: AddArgs) -> anyhow:
 
     let recovered = &report.recovered;
     let tmp = data_dir.tmp_dir();
-    if !recovered.indexed.is_empty() || recovered.copies_removed > 0 {
-        eprintln!(
-            "finished an interrupted ingest: indexed {} file(s) it had placed, removed {} copy(ies) \
-             it left in {} ({})",
-            recovered.indexed.len(),
+    let mut finished = Vec::new();
+    if !recovered.indexed.is_empty() {
+        finished.push(format!(
+            "indexed {} file(s) it had placed",
+            recovered.indexed.len()
+        ));
+    }
+    if recovered.copies_removed > 0 {
+        finished.push(format!(
+            "removed {} copy(ies) it left in {} ({})",
             recovered.copies_removed,
             tmp.display(),
             indicatif::HumanBytes(recovered.copies_removed_bytes)
-        );
+        ));
+    }
+    if !finished.is_empty() {
+        eprintln!("finished an interrupted ingest: {}", finished.join(", "));
     }
     for problem in &recovered.problems {
         eprintln!(
