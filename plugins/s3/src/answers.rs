@@ -28,6 +28,9 @@ const RETRIED: &[&str] = &[
     "OperationAborted",
     "IncompleteBody",
     "XAmzContentSHA256Mismatch",
+    // The body hashed otherwise than its checksum on the way (the caller
+    // first rules out a file changed since it was indexed).
+    "BadDigest",
 ];
 
 /// The code and message of an S3 `<Error>` body, if the body is one.
@@ -139,6 +142,7 @@ mod tests {
             (429, ""),
             (400, "RequestTimeout"),
             (400, "XAmzContentSHA256Mismatch"),
+            (400, "BadDigest"),
         ] {
             let error = ASKER.failure("PUT u", &answer(status, code, &[("Retry-After", "3")]));
             match error {
