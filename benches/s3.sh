@@ -10,6 +10,7 @@
 #   bash benches/s3.sh                         # needs rclone (apt-get install -y rclone)
 #   WORK=/some/dir bash benches/s3.sh          # works in a new directory under it
 #   BIG_BYTES=100000000 SMALL_FILES=500 RUNS=1 bash benches/s3.sh   # a smoke run
+#   JOBS=4 bash benches/s3.sh                  # wharf with 4 uploads at once, as rclone's 4 transfers
 #
 # wharf's time is the uploads alone: `s3-upload` hashes the files first, as
 # the index already holds their sha256 (it prints that time too), and makes
@@ -29,6 +30,8 @@ WORK=$(mktemp -d "${WORK:-${TMPDIR:-/tmp}}/wharf-s3-bench.XXXXXX")
 BIG_BYTES=${BIG_BYTES:-$((1 << 30))}
 SMALL_FILES=${SMALL_FILES:-10000}
 RUNS=${RUNS:-3}
+# Uploads at once for wharf; default half the cores, as `[sync] workers`.
+JOBS=${JOBS:-$(python3 -c 'import os; print(max(1, os.cpu_count() // 2))')}
 KEY=bench-key
 SECRET=bench-secret-0123456789
 SERVER_PID=
@@ -67,7 +70,7 @@ run_set() {
     for run in $(seq "$RUNS"); do
         find "$source" -type f -print0 | xargs -0 cat > /dev/null
         line=$("$S3_UPLOAD" --endpoint "$ENDPOINT" --bucket bench --prefix "wharf-$name-$run" \
-            --access-key $KEY --secret-key $SECRET "$source")
+            --access-key $KEY --secret-key $SECRET --jobs "$JOBS" "$source")
         echo "   wharf  run $run: $line"
         wharf_times+=("$(echo "$line" | sed -E 's/.* in ([0-9.]+) s$/\1/')")
         rm -rf "server/bench/wharf-$name-$run"
@@ -90,4 +93,4 @@ echo "== one file of $BIG_BYTES bytes, $RUNS runs"
 run_set big big "$BIG_BYTES"
 echo "== $SMALL_FILES files of 100 KiB, $RUNS runs"
 run_set small small $((SMALL_FILES * 102400))
-echo "== machine: $(nproc) cores; wharf uploads with $(python3 -c 'import os; print(max(1, os.cpu_count() // 2))') job(s) (half the cores, as [sync] workers), rclone with its defaults (4 transfers)"
+echo "== machine: $(nproc) cores; wharf uploads with $JOBS job(s), rclone with its defaults (4 transfers)"
