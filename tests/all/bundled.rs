@@ -8,25 +8,25 @@ use crate::support::*;
 fn every_bundled_plugin_loads_and_describes_itself() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime(dir.path());
-    let mut worlds = Vec::new();
+    let mut worlds = std::collections::BTreeMap::new();
     for source in wharf::plugins::bundled(limits()) {
         let plugin = runtime.load(source).unwrap();
         assert_eq!(plugin.info.name, plugin.name);
         assert!(!plugin.info.version.is_empty());
-        worlds.push(plugin.world);
+        worlds.insert(plugin.name.clone(), plugin.world);
     }
-    worlds.sort_by_key(|w| w.name());
-    assert_eq!(
-        worlds,
-        vec![
-            World::Exporter,
-            World::Exporter,
-            World::Retention,
-            World::Retention,
-            World::Retention,
-            World::Uploader
-        ]
-    );
+    // Whatever else is bundled, these are, each in its world.
+    for (name, world) in [
+        ("tar-export", World::Exporter),
+        ("manifest-json", World::Exporter),
+        ("keep-last", World::Retention),
+        ("ttl", World::Retention),
+        ("disk-pressure", World::Retention),
+        ("http-put", World::Uploader),
+        ("s3", World::Uploader),
+    ] {
+        assert_eq!(worlds.get(name), Some(&world), "{name} in {worlds:?}");
+    }
 }
 
 #[test]

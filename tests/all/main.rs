@@ -15,5 +15,7 @@ mod jobs;
 mod lease;
 mod plugin_cli;
 mod retention;
+mod s3;
+mod s3_faults;
 mod sandbox;
 mod support;

@@ -91,6 +91,14 @@ impl Plugin {
                 .call_run(store, &entry, &destination, params)
         })
         .map(|(result, _)| result)
+        // The host's refusal (a host outside the allowlist, a credential
+        // the destination does not own) says which destination it guards.
+        .map_err(|error| match error {
+            CallError::AccessDenied(what) => {
+                CallError::AccessDenied(format!("destination {}: {what}", target.name))
+            }
+            other => other,
+        })
     }
 }
 
