@@ -170,7 +170,11 @@ fn the_daemon_records_its_plugins_and_reloads_them_atomically() {
         .map(|p| p.split(':').next().unwrap_or(""))
         .collect();
     assert_eq!(names, bundled, "every bundled plugin, recorded once");
-    for expected in ["keep-last:retention", "tar-export:exporter", "http-put:uploader"] {
+    for expected in [
+        "keep-last:retention",
+        "tar-export:exporter",
+        "http-put:uploader",
+    ] {
         assert!(recorded.iter().any(|p| p == expected), "{recorded:?}");
     }
 

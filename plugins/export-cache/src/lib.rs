@@ -29,7 +29,9 @@ impl Retention for ExportCache {
 
     fn describe() -> PluginInfo {
         PluginInfo::new("export-cache", env!("CARGO_PKG_VERSION"))
-            .description("Deletes cached exports not used (hit or downloaded) within the cache TTL.")
+            .description(
+                "Deletes cached exports not used (hit or downloaded) within the cache TTL.",
+            )
             .param(ParamSpec::new(
                 "cache_ttl_ms",
                 "delete an export whose last hit, download and creation are all older than this; \
@@ -136,11 +138,11 @@ mod tests {
         let decided = plan(
             "10000",
             vec![
-                file(1, 1_000, None, S),          // 1: old, never downloaded: goes
-                file(1, 1_000, Some(95_000), S),  // 2: downloaded recently: stays
-                file(1, 95_000, None, S),         // 3: made recently: stays
-                file(0, 1_000, None, S),          // 4: not an export
-                file(1, 1_000, Some(80_000), S),  // 5: last used 20 s ago: goes
+                file(1, 1_000, None, S),         // 1: old, never downloaded: goes
+                file(1, 1_000, Some(95_000), S), // 2: downloaded recently: stays
+                file(1, 95_000, None, S),        // 3: made recently: stays
+                file(0, 1_000, None, S),         // 4: not an export
+                file(1, 1_000, Some(80_000), S), // 5: last used 20 s ago: goes
             ],
         )
         .unwrap();
@@ -168,8 +170,7 @@ mod tests {
         let decided = host
             .run(|| {
                 let mut run = ExportCache::open(vec![("cache_ttl_ms".into(), "1".into())])?;
-                let mut only_captures =
-                    Batch::new(1, Vec::new(), vec!["capture".into()]);
+                let mut only_captures = Batch::new(1, Vec::new(), vec!["capture".into()]);
                 only_captures.push(file(0, 1, None, S));
                 run.plan(&only_captures)
             })
@@ -179,7 +180,11 @@ mod tests {
 
     #[test]
     fn a_missing_or_bad_ttl_is_invalid_params() {
-        for given in [&[][..], &[("cache_ttl_ms", "0")], &[("cache_ttl_ms", "a day")]] {
+        for given in [
+            &[][..],
+            &[("cache_ttl_ms", "0")],
+            &[("cache_ttl_ms", "a day")],
+        ] {
             let params = given
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -328,7 +328,10 @@ mod tests {
     fn run(rules: &[(&str, &str)], batches: Vec<Batch<'static>>) -> Vec<u64> {
         let mut run = KeepTags::open(params(rules)).unwrap();
         for batch in &batches {
-            assert!(run.plan(batch).unwrap().deletions.is_empty(), "decides in finish");
+            assert!(
+                run.plan(batch).unwrap().deletions.is_empty(),
+                "decides in finish"
+            );
         }
         let mut files = run.finish().unwrap().files();
         files.sort();
@@ -350,7 +353,10 @@ mod tests {
                 (main("m2"), vec![30 * D, 29 * D]),
             ],
         );
-        let second = batch(5, vec![(main("m3"), vec![50 * D]), (main("m0"), vec![5 * D, 4 * D])]);
+        let second = batch(
+            5,
+            vec![(main("m3"), vec![50 * D]), (main("m0"), vec![5 * D, 4 * D])],
+        );
         // keep 2 per branch: main keeps m3 and m1; m2 and m0 go whole; dev keeps d1.
         assert_eq!(run(&[("keep", "2")], vec![first, second]), vec![3, 4, 6, 7]);
     }
@@ -488,9 +494,14 @@ mod tests {
                 let mut members: Vec<usize> = (0..datasets.len())
                     .filter(|&i| datasets[i].group == Some(group))
                     .collect();
-                members.sort_by_key(|&i| (std::cmp::Reverse(datasets[i].newest_ms), format!("s{i:03}")));
-                let released: Vec<usize> =
-                    members.iter().copied().filter(|&i| datasets[i].released).collect();
+                members.sort_by_key(|&i| {
+                    (std::cmp::Reverse(datasets[i].newest_ms), format!("s{i:03}"))
+                });
+                let released: Vec<usize> = members
+                    .iter()
+                    .copied()
+                    .filter(|&i| datasets[i].released)
+                    .collect();
                 for (rank, &i) in released.iter().enumerate() {
                     goes[i] = rules.keep_released.is_some_and(|r| rank as u64 >= r);
                 }
