@@ -113,13 +113,21 @@ impl Cap {
     }
 }
 
-/// Parameters the host provides to any retention plugin declaring them,
-/// from their one place in `wharf.toml`: (parameter, key, value). A policy
-/// may not set them itself.
-pub const HOST_PARAMS: &[(&str, &str, fn(&Config) -> String)] =
-    &[("cache_ttl_ms", "exports.cache_ttl_ms", |config| {
-        config.exports.cache_ttl_ms.to_string()
-    })];
+/// A parameter the host provides to any retention plugin declaring it,
+/// from its one place in `wharf.toml`. A policy may not set it itself.
+pub struct HostParam {
+    pub name: &'static str,
+    /// Where it is set in `wharf.toml`.
+    pub key: &'static str,
+    pub value: fn(&Config) -> String,
+}
+
+/// The parameters the host provides.
+pub const HOST_PARAMS: &[HostParam] = &[HostParam {
+    name: "cache_ttl_ms",
+    key: "exports.cache_ttl_ms",
+    value: |config| config.exports.cache_ttl_ms.to_string(),
+}];
 
 /// Adds to `params` every [`HOST_PARAMS`] entry `plugin` declares; `at`
 /// names where `params` were given, for the error when one of them is
@@ -130,18 +138,18 @@ pub fn with_host_params(
     config: &Config,
     mut params: Params,
 ) -> Result<Params, PolicyError> {
-    for (name, key, value) in HOST_PARAMS {
-        if !plugin.info.params.iter().any(|spec| spec.name == *name) {
+    for host in HOST_PARAMS {
+        if !plugin.info.params.iter().any(|spec| spec.name == host.name) {
             continue;
         }
-        if params.iter().any(|(given, _)| given == name) {
+        if params.iter().any(|(given, _)| given == host.name) {
             return Err(PolicyError::HostParam {
                 at: at.to_owned(),
-                key: (*name).to_owned(),
-                from: key,
+                key: host.name.to_owned(),
+                from: host.key,
             });
         }
-        params.push(((*name).to_owned(), value(config)));
+        params.push((host.name.to_owned(), (host.value)(config)));
     }
     Ok(params)
 }
@@ -262,7 +270,7 @@ pub fn check_params(at: &str, plugin: &Plugin, params: &Params) -> Result<(), Po
             });
         }
     }
-    let host_given = |name: &str| HOST_PARAMS.iter().any(|(host, _, _)| *host == name);
+    let host_given = |name: &str| HOST_PARAMS.iter().any(|host| host.name == name);
     if let Some(spec) = specs.iter().find(|spec| {
         spec.required && !host_given(&spec.name) && !params.iter().any(|(key, _)| key == &spec.name)
     }) {

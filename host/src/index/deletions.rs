@@ -524,9 +524,9 @@ mod tests {
             let want_cached = (0..files.len()).filter(|&i| files[i].cached && !marked_ids.contains(&ids[i])).count();
             prop_assert_eq!(cached, want_cached as i64);
             // Each entity that lost a file has a new version, once per mark.
-            for e in 0..3 {
+            for (e, before) in versions_before.iter().enumerate() {
                 let lost = (0..files.len()).any(|i| i % 3 == e && marked_ids.contains(&ids[i]));
-                prop_assert_eq!(version(&format!("e{e}")), versions_before[e] + i64::from(lost));
+                prop_assert_eq!(version(&format!("e{e}")), before + i64::from(lost));
             }
         }
     }
