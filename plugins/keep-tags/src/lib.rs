@@ -8,6 +8,10 @@
 //! - released datasets (attribute `released = true`): the newest
 //!   `keep_released` are kept (`all`: every one); the rest go.
 //!
+//! A dataset's time is its newest file's creation, cached exports of it
+//! left out (an export made today of last month's dataset does not make
+//! it new); a dataset that only has exports goes by them.
+//!
 //! A dataset that goes goes whole: every one of its files is named. A
 //! dataset without the `group_by` attribute, and the files of no dataset,
 //! are never touched; nor is a dataset any of whose files the host protects
@@ -45,8 +49,10 @@ pub struct Rules {
 struct Dataset {
     name: String,
     released: bool,
-    /// Its newest file's creation time.
+    /// Its newest file's creation time, exports left out.
     newest_ms: i64,
+    /// Whether `newest_ms` is only an export's (no other file seen yet).
+    only_exports: bool,
     /// Its files: ids `first..first + count` (a dataset's files are
     /// consecutive in a batch, and never split across batches).
     first: u64,
@@ -190,6 +196,8 @@ impl Planner for Run {
             })
             .collect();
         let (created, flags) = (batch.created_ms(), batch.flags());
+        let export = batch.kinds().iter().position(|k| k == "export");
+        let kind = batch.kind();
         let mut current: Option<(u32, String, Dataset)> = None;
         for ((id, &entity), i) in batch.ids().zip(batch.entity()).zip(0..) {
             let Some((group, released)) = grouping.get(entity as usize).copied().flatten() else {
@@ -197,10 +205,18 @@ impl Planner for Run {
             };
             let f = wharf_sdk::FileFlags(flags.get(i).copied().unwrap_or(0));
             let protected = f.leased() || f.export_held() || !f.synced();
+            let is_export = export.is_some_and(|e| kind.get(i).copied() == Some(e as u32));
+            let created_ms = created.get(i).copied().unwrap_or(0);
             match &mut current {
                 Some((e, _, dataset)) if *e == entity => {
                     dataset.count += 1;
                     dataset.protected |= protected;
+                    // Files come newest first: the first that is not an
+                    // export is the dataset's newest data.
+                    if dataset.only_exports && !is_export {
+                        dataset.newest_ms = created_ms;
+                        dataset.only_exports = false;
+                    }
                 }
                 _ => {
                     if let Some((_, group, dataset)) = current.take() {
@@ -212,8 +228,8 @@ impl Planner for Run {
                         Dataset {
                             name: entities[entity as usize].name.clone(),
                             released,
-                            // Files come newest first: the first is the newest.
-                            newest_ms: created.get(i).copied().unwrap_or(0),
+                            newest_ms: created_ms,
+                            only_exports: is_export,
                             first: id,
                             count: 1,
                             protected,
@@ -426,6 +442,36 @@ mod tests {
         });
         let older = batch(3, vec![(x("older"), vec![6 * D])]);
         assert_eq!(run(&[("keep", "1")], vec![b, older]), vec![3]);
+    }
+
+    #[test]
+    fn a_fresh_export_does_not_make_an_old_dataset_new() {
+        let x = |n: &str| entity(n, &[("branch", "x")]);
+        // `old` (ids 0..3) was exported a moment ago: its export (id 0,
+        // kind 1) is its newest file, but its data is older than `new`'s.
+        let mut b = Batch::new(
+            0,
+            vec![x("old"), x("new")],
+            vec!["capture".into(), "export".into()],
+        );
+        for (entity, kind, created_ms) in
+            [(0, 1, 99 * D), (0, 0, 5 * D), (0, 0, 4 * D), (1, 0, 9 * D)]
+        {
+            b.push(Candidate {
+                size: 1,
+                created_ms,
+                modified_ms: created_ms,
+                last_access_ms: None,
+                entity: Some(entity),
+                kind,
+                flags: S,
+            });
+        }
+        assert_eq!(
+            run(&[("keep", "1")], vec![b]),
+            vec![0, 1, 2],
+            "old goes whole, its export too"
+        );
     }
 
     #[test]
