@@ -218,7 +218,15 @@ fn plan_candidate(
         }
         other => other.into(),
     })?;
-    let params = retention::with_host_params("--param", &plugin, config, params)?;
+    let params =
+        retention::with_host_params("--policy", &plugin, config, params).map_err(|error| {
+            match error {
+                PolicyError::HostParam { key, from, .. } => anyhow::anyhow!(
+                    "--param {key}: the host sets it from `{from}` in wharf.toml; set it there"
+                ),
+                other => other.into(),
+            }
+        })?;
     let plan = retention::plan(
         index,
         &plugin,
