@@ -30,6 +30,10 @@ CREATE INDEX files_retention ON files (entity_id, created_ms DESC, id) WHERE sta
 CREATE INDEX files_not_ready ON files (state) WHERE state <> 'ready';
 -- An entity's files (exports), and the foreign key when an entity is deleted.
 CREATE INDEX files_entity ON files (entity_id);
+-- Retention's age preselection (a policy's `older_than_ms`): ready files by
+-- the newest of their indexing, modification and last access, so "older
+-- than a cutoff" is a range scan (index/retention.rs, migration 6).
+CREATE INDEX files_age ON files (max(created_ms, mtime_ms, coalesce(last_access_ms, 0))) WHERE state = 'ready';
 
 -- Datasets and projects that exports are made of.
 -- `last_export_ms` is the design's `last_export_date`: touched on every export
@@ -73,7 +77,10 @@ CREATE TABLE exports (
 CREATE INDEX exports_file ON exports (file_id) WHERE file_id IS NOT NULL;
 
 -- Leases: a holder renews while it works; an expired lease may be taken over.
--- A lease named `file:<id>` holds that file: retention never deletes it.
+-- Retention never deletes a file held by a live lease named `file:<id>`,
+-- `download:<id>:...` (a download of it in progress), or, for a file of an
+-- entity that is not itself an export, `export:<entity id>:...` (an export of
+-- that entity being written).
 CREATE TABLE locks (
     name         TEXT    PRIMARY KEY,
     owner        TEXT    NOT NULL,                      -- host:pid:process-start

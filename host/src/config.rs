@@ -281,8 +281,13 @@ impl JobsConfig {
 pub struct CleanupConfig {
     /// Largest share of a policy's candidates one run may delete, in
     /// percent; a plan asking for more deletes nothing and stops that policy
-    /// with an error event (default 50).
+    /// with an error event. A policy may set its own (`max_delete_percent`
+    /// in its `[[cleanup.policy]]`) (default 50).
     pub max_delete_percent: u32,
+    /// The cap (`max_delete_percent`) applies to a policy's run from this
+    /// many candidates on; over fewer, a plan may delete any share of them
+    /// (keeping 1 of 3 files deletes 67 %) (default 10).
+    pub max_delete_min_candidates: u64,
     /// Leftovers in `tmp/` (and untracked files under `files/`, with
     /// `remove_untracked_files`) are removed once neither modified nor moved
     /// for this long, in milliseconds (default 600000, ten minutes).
@@ -295,11 +300,15 @@ pub struct CleanupConfig {
     /// Files per retention batch handed to a policy; an entity is never
     /// split, so a batch may be larger (default 10000).
     pub batch_files: u32,
-    /// The retention policies, each `[[cleanup.policy]]`; none means a
-    /// cleanup only runs orphan GC (default none).
-    /// (Left out of the written defaults when empty, so an operator can
-    /// append `[[cleanup.policy]]` tables to what `wharf init` wrote.)
-    #[serde(rename = "policy", skip_serializing_if = "Vec::is_empty")]
+    /// The retention policies, each `[[cleanup.policy]]`; `policy = []`
+    /// means a cleanup only runs orphan GC. Listing policies replaces the
+    /// default list, so keep the `export-cache` one among them to keep
+    /// enforcing `exports.cache_ttl_ms` (default: one policy, `export-cache`,
+    /// over files of kind `export`, uncapped since a cache may expire
+    /// whole).
+    /// (Written last in `[cleanup]`, so an operator can append
+    /// `[[cleanup.policy]]` tables to what `wharf init` wrote.)
+    #[serde(rename = "policy")]
     pub policies: Vec<PolicyConfig>,
 }
 
@@ -307,10 +316,11 @@ impl Default for CleanupConfig {
     fn default() -> Self {
         CleanupConfig {
             max_delete_percent: 50,
+            max_delete_min_candidates: 10,
             orphan_lifetime_ms: 600_000,
             remove_untracked_files: false,
             batch_files: 10_000,
-            policies: Vec::new(),
+            policies: vec![PolicyConfig::export_cache()],
         }
     }
 }
@@ -324,21 +334,53 @@ pub struct PolicyConfig {
     /// The retention plugin (see `wharf plugin list`).
     pub plugin: String,
     /// The kinds of file it applies to; empty means every kind (default empty).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kinds: Vec<String>,
     /// Entity attributes a file's entity must all have (e.g. `{ branch =
     /// "main" }`); empty means every file, also those of no entity
     /// (default empty).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub attributes: std::collections::BTreeMap<String, String>,
     /// The plugin's parameters, checked against what it declares
-    /// (`wharf plugin inspect`) (default empty).
-    #[serde(default)]
+    /// (`wharf plugin inspect`); those the host provides (the export
+    /// cache's `cache_ttl_ms`, from `exports.cache_ttl_ms`) are filled in
+    /// and may not be given here (default empty).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub params: std::collections::BTreeMap<String, ParamValue>,
     /// Destinations (by name) a file must be synced to before this policy
     /// may delete it, beyond those marked required (default empty).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub require_synced: Vec<String>,
+    /// This policy's own deletion cap, in percent of its candidates,
+    /// instead of `cleanup.max_delete_percent` (default: that one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delete_percent: Option<u32>,
+    /// Show the policy only files whose indexing, modification and last
+    /// access are all older than this, in milliseconds: an indexed
+    /// preselection for policies that only ever delete old files (e.g.
+    /// `ttl` with the same `max_age_ms`), so a run reads the old files
+    /// instead of every file. Its cap then compares a plan with every ready
+    /// file (default: every file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub older_than_ms: Option<u64>,
+}
+
+impl PolicyConfig {
+    /// The default policy: the export cache's TTL (`exports.cache_ttl_ms`)
+    /// enforced by the bundled `export-cache` plugin. Uncapped, since a
+    /// whole cache may expire at once and every export can be made again.
+    pub fn export_cache() -> PolicyConfig {
+        PolicyConfig {
+            name: "export-cache".into(),
+            plugin: "export-cache".into(),
+            kinds: vec!["export".into()],
+            attributes: Default::default(),
+            params: Default::default(),
+            require_synced: Vec::new(),
+            max_delete_percent: Some(100),
+            older_than_ms: None,
+        }
+    }
 }
 
 /// A parameter value as written in TOML: `keep = 3`, `keep = "3"` and
@@ -398,6 +440,20 @@ impl CleanupConfig {
             if policy.plugin.trim().is_empty() {
                 return Err(format!(
                     "{key}.plugin must name a retention plugin (see `wharf plugin list`)"
+                ));
+            }
+            if let Some(percent) = policy.max_delete_percent.filter(|p| !(1..=100).contains(p)) {
+                return Err(format!(
+                    "{key}.max_delete_percent = {percent} must be between 1 and 100"
+                ));
+            }
+            if let Some(age) = policy
+                .older_than_ms
+                .filter(|&age| age == 0 || age > 100 * 365 * 24 * 60 * 60 * 1000)
+            {
+                return Err(format!(
+                    "{key}.older_than_ms = {age} must be between 1 and 3153600000000 (a century); \
+                     leave it out to show the policy every file"
                 ));
             }
         }
@@ -583,10 +639,19 @@ mod tests {
         assert!(text.contains("timeout_ms = 30000"), "{text}");
         assert!(text.contains("file_last_modified_ms = 10000"), "{text}");
         assert_eq!(Config::parse(&text).unwrap(), Config::default());
-        // A policy appended to the written defaults reads.
+        // The export cache's policy is written out, and a policy appended
+        // to the written defaults reads after it.
+        assert!(text.contains("plugin = \"export-cache\""), "{text}");
         let appended =
             format!("{text}\n[[cleanup.policy]]\nname = \"a\"\nplugin = \"keep-last\"\n");
-        assert_eq!(Config::parse(&appended).unwrap().cleanup.policies.len(), 1);
+        let policies = Config::parse(&appended).unwrap().cleanup.policies;
+        assert_eq!(
+            policies.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["export-cache", "a"]
+        );
+        // `policy = []` is a cleanup of orphan GC only.
+        let none = Config::parse("[cleanup]\npolicy = []\n").unwrap();
+        assert!(none.cleanup.policies.is_empty());
     }
 
     #[test]
@@ -664,6 +729,14 @@ mod tests {
             (
                 "[cleanup]\nmax_delete_percent = 101",
                 "cleanup.max_delete_percent",
+            ),
+            (
+                "[[cleanup.policy]]\nname = \"a\"\nplugin = \"ttl\"\nmax_delete_percent = 0",
+                "cleanup.policy[0].max_delete_percent",
+            ),
+            (
+                "[[cleanup.policy]]\nname = \"a\"\nplugin = \"ttl\"\nolder_than_ms = 0",
+                "cleanup.policy[0].older_than_ms",
             ),
             (
                 "[cleanup]\norphan_lifetime_ms = 999999999999",

@@ -105,7 +105,7 @@ pub async fn run_with(
     for error in &loaded.errors {
         tracing::error!(error = %error, "plugin not loaded");
     }
-    retention::resolve_policies(&config.cleanup, &loaded.registry)?;
+    retention::resolve_policies(&config, &loaded.registry)?;
     let shared_config = Arc::new(RwLock::new(config.clone()));
     let mut handlers =
         jobs::standard_handlers(data_dir.clone(), index.clone(), shared_config.clone());
@@ -359,7 +359,7 @@ fn reload(
     if !report.errors.is_empty() {
         anyhow::bail!("{}", report.errors.join("; "));
     }
-    retention::resolve_policies(&config.cleanup, &report.registry)?;
+    retention::resolve_policies(&config, &report.registry)?;
     index.record_plugins(&report.rows(), now_ms())?;
     Ok(Reloaded {
         config,

@@ -8,10 +8,18 @@
 //! removed), refusing, whatever the plugin said, every file that is leased,
 //! held by an export, not `ready`, or not synced to a destination the policy
 //! requires; the check and the mark are one write transaction.
-//! [`run_policy`] is one policy's run with the deletion cap;
+//! [`run_policy`] is one policy's run with the deletion cap ([`Cap`]: a
+//! share of the candidates, from a minimum number of them);
 //! [`finish_deletions`] completes deletions a crash interrupted;
 //! [`compare`] is the rehearsal of a candidate policy against the configured
 //! ones.
+//!
+//! A policy with `older_than_ms` is shown only the files whose indexing,
+//! modification and last access are all older than that (an indexed range
+//! scan instead of every file); its cap then compares a plan with every
+//! ready file, the set it was chosen from. Parameters the host provides
+//! ([`HOST_PARAMS`], e.g. the export cache's TTL) are filled in from their
+//! one place in `wharf.toml`.
 //!
 //! Invariant: a batch holds whole entities; the ids a plugin sees are
 //! run-local (the runtime renumbers them and rejects unknown or repeated ids
@@ -24,7 +32,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::config::CleanupConfig;
+use crate::config::{CleanupConfig, Config};
 use crate::index::{
     CandidateFlags, DeletionGuard, DeletionRequest, FileId, Index, JobId, NO_ENTITY, Refused,
     RetentionCursor, RetentionPage,
@@ -63,6 +71,9 @@ pub struct Selection {
     pub kinds: Vec<String>,
     /// Each must be an attribute of the file's entity; empty: every file.
     pub attributes: Vec<(String, String)>,
+    /// Only files whose indexing, modification and last access are all
+    /// older than this many milliseconds (an indexed preselection).
+    pub older_than_ms: Option<u64>,
 }
 
 impl Selection {
@@ -79,6 +90,68 @@ pub struct Policy {
     pub params: Params,
     pub selection: Selection,
     pub require_synced: Vec<String>,
+    pub cap: Cap,
+}
+
+/// The deletion cap of a policy's run: a plan deleting more than `percent`
+/// of the files it was chosen from stops the policy, unless there are
+/// fewer than `min_candidates` of them (on a few files any share is a
+/// handful: keep 1 of 3 is 67 %).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cap {
+    pub percent: u32,
+    pub min_candidates: u64,
+}
+
+impl Cap {
+    /// The cap of `[cleanup]`, or of a policy overriding its percentage.
+    pub fn of(config: &CleanupConfig, percent: Option<u32>) -> Cap {
+        Cap {
+            percent: percent.unwrap_or(config.max_delete_percent),
+            min_candidates: config.max_delete_min_candidates,
+        }
+    }
+}
+
+/// A parameter the host provides to any retention plugin declaring it,
+/// from its one place in `wharf.toml`. A policy may not set it itself.
+pub struct HostParam {
+    pub name: &'static str,
+    /// Where it is set in `wharf.toml`.
+    pub key: &'static str,
+    pub value: fn(&Config) -> String,
+}
+
+/// The parameters the host provides.
+pub const HOST_PARAMS: &[HostParam] = &[HostParam {
+    name: "cache_ttl_ms",
+    key: "exports.cache_ttl_ms",
+    value: |config| config.exports.cache_ttl_ms.to_string(),
+}];
+
+/// Adds to `params` every [`HOST_PARAMS`] entry `plugin` declares; `at`
+/// names where `params` were given, for the error when one of them is
+/// given there.
+pub fn with_host_params(
+    at: &str,
+    plugin: &Plugin,
+    config: &Config,
+    mut params: Params,
+) -> Result<Params, PolicyError> {
+    for host in HOST_PARAMS {
+        if !plugin.info.params.iter().any(|spec| spec.name == host.name) {
+            continue;
+        }
+        if params.iter().any(|(given, _)| given == host.name) {
+            return Err(PolicyError::HostParam {
+                at: at.to_owned(),
+                key: host.name.to_owned(),
+                from: host.key,
+            });
+        }
+        params.push((host.name.to_owned(), (host.value)(config)));
+    }
+    Ok(params)
 }
 
 impl std::fmt::Debug for Policy {
@@ -118,16 +191,21 @@ pub enum PolicyError {
         plugin: String,
         key: String,
     },
+    #[error("{at}.params.{key}: the host sets it from `{from}` in wharf.toml; set it there")]
+    HostParam {
+        at: String,
+        key: String,
+        from: &'static str,
+    },
 }
 
 /// Checks every `[[cleanup.policy]]` against the loaded plugins: the plugin
 /// exists and is a retention plugin, each parameter is one it declares, and
-/// each parameter it requires is given.
-pub fn resolve_policies(
-    config: &CleanupConfig,
-    registry: &Registry,
-) -> Result<Vec<Policy>, PolicyError> {
-    config
+/// each parameter it requires is given (the host's own, [`HOST_PARAMS`],
+/// filled in from `config`).
+pub fn resolve_policies(config: &Config, registry: &Registry) -> Result<Vec<Policy>, PolicyError> {
+    let cleanup = &config.cleanup;
+    cleanup
         .policies
         .iter()
         .enumerate()
@@ -145,6 +223,7 @@ pub fn resolve_policies(
                 .map(|(key, value)| (key.clone(), value.to_string()))
                 .collect();
             check_params(&at, plugin, &params)?;
+            let params = with_host_params(&at, plugin, config, params)?;
             Ok(Policy {
                 name: policy.name.clone(),
                 plugin: plugin.clone(),
@@ -156,8 +235,10 @@ pub fn resolve_policies(
                         .iter()
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect(),
+                    older_than_ms: policy.older_than_ms,
                 },
                 require_synced: policy.require_synced.clone(),
+                cap: Cap::of(cleanup, policy.max_delete_percent),
             })
         })
         .collect()
@@ -189,10 +270,10 @@ pub fn check_params(at: &str, plugin: &Plugin, params: &Params) -> Result<(), Po
             });
         }
     }
-    if let Some(spec) = specs
-        .iter()
-        .find(|spec| spec.required && !params.iter().any(|(key, _)| key == &spec.name))
-    {
+    let host_given = |name: &str| HOST_PARAMS.iter().any(|host| host.name == name);
+    if let Some(spec) = specs.iter().find(|spec| {
+        spec.required && !host_given(&spec.name) && !params.iter().any(|(key, _)| key == &spec.name)
+    }) {
         return Err(PolicyError::MissingParam {
             at: at.to_owned(),
             plugin: plugin.name.clone(),
@@ -210,14 +291,19 @@ pub enum RetentionError {
     #[error("reading or writing the index: {0:#}")]
     Index(anyhow::Error),
     #[error(
-        "policy {policy} would delete {planned} of its {candidates} files, more than cleanup.max_delete_percent = {percent}%; \
-         nothing was deleted. Check the policy's parameters (`wharf cleanup --dry-run` shows the plan) or raise the cap"
+        "policy {policy} would delete {planned} of its {candidates} files, more than its cap of {percent}%; \
+         nothing was deleted. Check the policy's parameters (`wharf cleanup --dry-run` shows the plan); \
+         if the plan is right, raise the cap in wharf.toml: `max_delete_percent` in this [[cleanup.policy]] \
+         (for this policy only) or `cleanup.max_delete_percent` (for every policy; now {global}%). \
+         Policies with fewer than `cleanup.max_delete_min_candidates` = {min} candidates are not capped"
     )]
     OverCap {
         policy: String,
         planned: u64,
         candidates: u64,
         percent: u32,
+        global: u32,
+        min: u64,
     },
     #[error(
         "policy {policy} requires files synced to {names:?}, which no destination is called; nothing was deleted"
@@ -244,6 +330,10 @@ pub struct Plan {
     /// Files the policy was shown.
     pub candidates: u64,
     pub candidate_bytes: u64,
+    /// The files the candidates were chosen from, which the cap compares
+    /// the plan with: the candidates, or with an age preselection every
+    /// ready file.
+    pub chosen_from: u64,
     pub planned: Vec<Planned>,
 }
 
@@ -252,9 +342,11 @@ impl Plan {
         self.planned.iter().map(|p| p.size).sum()
     }
 
-    /// Whether deleting it would exceed `percent` of the candidates.
-    pub fn over_cap(&self, percent: u32) -> bool {
-        (self.planned.len() as u128) * 100 > u128::from(self.candidates) * u128::from(percent)
+    /// Whether deleting it would exceed the cap.
+    pub fn over_cap(&self, cap: Cap) -> bool {
+        self.chosen_from >= cap.min_candidates
+            && (self.planned.len() as u128) * 100
+                > u128::from(self.chosen_from) * u128::from(cap.percent)
     }
 }
 
@@ -281,21 +373,13 @@ pub fn plan(
     let mut plan = Plan::default();
     // What the run showed the plugin, for `finish`'s answers.
     let mut shown: HashMap<FileId, (u64, u8)> = HashMap::new();
-    let mut cursor = Some(RetentionCursor::START);
-    while let Some(after) = cursor {
+    let mut feed = |page: RetentionPage| -> Result<(), RetentionError> {
         if cancel.load(Ordering::Relaxed) {
             return Err(RetentionError::Cancelled);
         }
-        let page = index
-            .retention_page(after, page_size, now_ms)
-            .map_err(RetentionError::Index)?;
-        if page.files.is_empty() {
-            break;
-        }
-        cursor = page.next;
         let page = select(page, selection);
         if page.files.is_empty() {
-            continue;
+            return Ok(());
         }
         plan.candidates += page.files.len() as u64;
         plan.candidate_bytes += page.sizes.iter().sum::<u64>();
@@ -304,9 +388,45 @@ pub fn plan(
         }
         let decided = session.plan(batch(page)).map_err(failed)?;
         plan.planned.extend(planned_files(&decided, &shown));
+        Ok(())
+    };
+    match selection.older_than_ms {
+        None => {
+            let mut cursor = Some(RetentionCursor::START);
+            while let Some(after) = cursor {
+                let page = index
+                    .retention_page(after, page_size, now_ms)
+                    .map_err(RetentionError::Index)?;
+                if page.files.is_empty() {
+                    break;
+                }
+                cursor = page.next;
+                feed(page)?;
+            }
+        }
+        Some(older_than_ms) => {
+            let cutoff = now_ms.saturating_sub(i64::try_from(older_than_ms).unwrap_or(i64::MAX));
+            let mut stopped = None;
+            index
+                .for_each_aged_page(cutoff, page_size, now_ms, |page| match feed(page) {
+                    Ok(()) => true,
+                    Err(error) => {
+                        stopped = Some(error);
+                        false
+                    }
+                })
+                .map_err(RetentionError::Index)?;
+            if let Some(error) = stopped {
+                return Err(error);
+            }
+        }
     }
     let decided = session.finish().map_err(failed)?;
     plan.planned.extend(planned_files(&decided, &shown));
+    plan.chosen_from = match selection.older_than_ms {
+        None => plan.candidates,
+        Some(_) => index.ready_files().map_err(RetentionError::Index)?,
+    };
     Ok(plan)
 }
 
@@ -348,7 +468,7 @@ fn planned_files<'a>(
 /// The files of `page` that `selection` keeps, entities and kinds
 /// renumbered so the page lists only those its files use.
 fn select(page: RetentionPage, selection: &Selection) -> RetentionPage {
-    if selection == &Selection::default() {
+    if selection.kinds.is_empty() && selection.attributes.is_empty() {
         return page;
     }
     let keep_entity: Vec<bool> = page
@@ -550,9 +670,9 @@ pub struct PolicyReport {
     pub applied: Applied,
 }
 
-/// Plans `policy` and applies the plan, unless it asks for more than
-/// `config.max_delete_percent` of its candidates or names a destination
-/// that does not exist: then nothing is deleted and the error says why.
+/// Plans `policy` and applies the plan, unless it exceeds the policy's
+/// [`Cap`] or names a destination that does not exist: then nothing is
+/// deleted and the error says why.
 pub fn run_policy(
     index: &Index,
     data_dir: &DataDir,
@@ -581,12 +701,14 @@ pub fn run_policy(
         now,
         cancel,
     )?;
-    if plan.over_cap(config.max_delete_percent) {
+    if plan.over_cap(policy.cap) {
         return Err(RetentionError::OverCap {
             policy: policy.name.clone(),
             planned: plan.planned.len() as u64,
-            candidates: plan.candidates,
-            percent: config.max_delete_percent,
+            candidates: plan.chosen_from,
+            percent: policy.cap.percent,
+            global: config.max_delete_percent,
+            min: config.max_delete_min_candidates,
         });
     }
     let who = ApplyAs {
@@ -630,14 +752,17 @@ pub struct Comparison {
     pub only_configured: Vec<Planned>,
 }
 
+/// A policy's plan for a rehearsal: (name, plan, its cap).
+pub type Rehearsed = (String, Plan, Cap);
+
 /// What a set of plans would delete, the host's refusals and the cap
 /// taken into account, by file.
-fn side(plans: &[(String, Plan)], percent: u32) -> (Side, BTreeMap<FileId, Planned>) {
+fn side(plans: &[Rehearsed]) -> (Side, BTreeMap<FileId, Planned>) {
     let mut side = Side::default();
     let mut deleted = BTreeMap::new();
-    for (name, plan) in plans {
+    for (name, plan, cap) in plans {
         side.candidates += plan.candidates;
-        if plan.over_cap(percent) {
+        if plan.over_cap(*cap) {
             side.over_cap.push(name.clone());
             continue;
         }
@@ -658,12 +783,8 @@ fn side(plans: &[(String, Plan)], percent: u32) -> (Side, BTreeMap<FileId, Plann
 
 /// Compares the configured policies' plans with a candidate's (if any):
 /// files and bytes each would delete, and what only one of them deletes.
-pub fn compare(
-    configured: &[(String, Plan)],
-    candidate: Option<&(String, Plan)>,
-    percent: u32,
-) -> Comparison {
-    let (configured_side, old) = side(configured, percent);
+pub fn compare(configured: &[Rehearsed], candidate: Option<&Rehearsed>) -> Comparison {
+    let (configured_side, old) = side(configured);
     let Some(candidate) = candidate else {
         // With nothing to compare with, everything is "only configured".
         return Comparison {
@@ -672,7 +793,7 @@ pub fn compare(
             ..Comparison::default()
         };
     };
-    let (candidate_side, new) = side(std::slice::from_ref(candidate), percent);
+    let (candidate_side, new) = side(std::slice::from_ref(candidate));
     let only = |a: &BTreeMap<FileId, Planned>, b: &BTreeMap<FileId, Planned>| -> Vec<Planned> {
         a.iter()
             .filter(|(file, _)| !b.contains_key(file))
@@ -700,20 +821,47 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_cap_allows_exactly_the_configured_share_of_candidates() {
-        let plan = |candidates, n| Plan {
+    fn plan_of(candidates: u64, n: i64) -> Plan {
+        Plan {
             candidates,
             candidate_bytes: 0,
+            chosen_from: candidates,
             planned: (0..n)
                 .map(|i| planned(i, 1, CandidateFlags::SYNCED))
                 .collect(),
-        };
-        assert!(!plan(10, 5).over_cap(50));
-        assert!(plan(10, 6).over_cap(50));
-        assert!(plan(3, 2).over_cap(50));
-        assert!(!plan(3, 3).over_cap(100));
-        assert!(!plan(0, 0).over_cap(1));
+        }
+    }
+
+    const fn cap(percent: u32, min_candidates: u64) -> Cap {
+        Cap {
+            percent,
+            min_candidates,
+        }
+    }
+
+    #[test]
+    fn the_cap_allows_exactly_the_configured_share_of_candidates() {
+        assert!(!plan_of(10, 5).over_cap(cap(50, 0)));
+        assert!(plan_of(10, 6).over_cap(cap(50, 0)));
+        assert!(plan_of(3, 2).over_cap(cap(50, 0)));
+        assert!(!plan_of(3, 3).over_cap(cap(100, 0)));
+        assert!(!plan_of(0, 0).over_cap(cap(1, 0)));
+    }
+
+    /// Regression: the 50 % default stopped keep-last keeping 1 of 3.
+    #[test]
+    fn the_cap_spares_plans_over_fewer_than_the_minimum_of_candidates() {
+        assert!(!plan_of(3, 2).over_cap(cap(50, 10)), "keep 1 of 3");
+        assert!(!plan_of(9, 9).over_cap(cap(50, 10)));
+        assert!(
+            plan_of(10, 6).over_cap(cap(50, 10)),
+            "from 10 candidates on"
+        );
+        // With an age preselection the plan is measured against every
+        // ready file, not the few old ones it was shown.
+        let mut aged = plan_of(4, 4);
+        aged.chosen_from = 100;
+        assert!(!aged.over_cap(cap(50, 10)));
     }
 
     #[test]
@@ -722,6 +870,7 @@ mod tests {
         let old = Plan {
             candidates: 10,
             candidate_bytes: 100,
+            chosen_from: 10,
             planned: vec![
                 planned(1, 10, S),
                 planned(2, 20, S),
@@ -731,9 +880,13 @@ mod tests {
         let new = Plan {
             candidates: 10,
             candidate_bytes: 100,
+            chosen_from: 10,
             planned: vec![planned(2, 20, S), planned(4, 40, S), planned(5, 1, 0)],
         };
-        let c = compare(&[("old".into(), old)], Some(&("new".into(), new)), 50);
+        let c = compare(
+            &[("old".into(), old, cap(50, 10))],
+            Some(&("new".into(), new, cap(50, 10))),
+        );
         assert_eq!(
             (c.configured.files, c.configured.bytes, c.configured.refused),
             (2, 30, 1)

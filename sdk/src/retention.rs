@@ -19,7 +19,11 @@ pub struct FileFlags(pub u8);
 impl FileFlags {
     /// A verified copy exists on every destination marked required.
     pub const SYNCED: u8 = 1;
-    /// It is a cached export: the export cache decides when it goes.
+    /// An export being written or downloaded holds it (a download of it is
+    /// in progress, or an export of its dataset is being made). A cached
+    /// export's result is not held for being cached: the `export-cache`
+    /// policy decides when it goes. (The WIT's older wording, "a cached
+    /// export", is frozen with contract 0.2; the host sends this meaning.)
     pub const EXPORT_HELD: u8 = 2;
     /// A lease is held on it (e.g. a running export or upload reads it).
     pub const LEASED: u8 = 4;

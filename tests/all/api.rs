@@ -97,6 +97,9 @@ fn start(
     let mut config = wharf::config::Config::default();
     config.api.bind = "127.0.0.1:0".into();
     config.ingest.scan_interval_ms = 86_400_000;
+    // No retention policy (not even the default export-cache one), so the
+    // startup cleanup is over before a test triggers its own.
+    config.cleanup.policies.clear();
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

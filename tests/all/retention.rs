@@ -143,7 +143,8 @@ impl Data {
                     sha256: "a".repeat(64),
                     kind: "capture".into(),
                     entity: Some(format!("e{e}")),
-                    created_ms: 1_000_000 - j as i64,
+                    // Each dataset older than the one before it.
+                    created_ms: 1_000_000 - 1000 * e as i64 - j as i64,
                 });
             }
             let inserted = index.insert_files(&files).unwrap();
@@ -265,7 +266,10 @@ fn cleanup_wait_applies_the_policy_except_to_a_leased_file_and_audits_every_dele
 fn a_plan_over_the_cap_deletes_nothing_and_stops_with_an_error_event() {
     let data = Data::new(
         &[4],
-        &KEEP_2.replace("max_delete_percent = 100", "max_delete_percent = 25"),
+        &KEEP_2.replace(
+            "max_delete_percent = 100",
+            "max_delete_percent = 25\nmax_delete_min_candidates = 4",
+        ),
     );
     let output = data.wharf(&["cleanup", "--wait"]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
@@ -274,12 +278,44 @@ fn a_plan_over_the_cap_deletes_nothing_and_stops_with_an_error_event() {
     }
     let failed = data.events("failed");
     assert_eq!(failed.len(), 1, "{failed:?}");
-    assert!(
-        failed[0].2.contains("would delete 2 of its 4 files")
-            && failed[0].2.contains("cleanup.max_delete_percent = 25"),
-        "{failed:?}"
-    );
+    // The error says which keys raise the cap.
+    let message = &failed[0].2;
+    for expected in [
+        "would delete 2 of its 4 files",
+        "its cap of 25%",
+        "`max_delete_percent` in this [[cleanup.policy]]",
+        "`cleanup.max_delete_percent`",
+        "`cleanup.max_delete_min_candidates` = 4",
+    ] {
+        assert!(message.contains(expected), "{expected:?} in {message}");
+    }
     assert!(data.events("deleted").is_empty());
+}
+
+/// Regression (issue 12): the 50 % default cap stopped keep-last keeping 1
+/// of 3 files. Under `max_delete_min_candidates` a plan is not capped; above
+/// it a policy's own `max_delete_percent` lets it through.
+#[test]
+fn keep_one_of_three_runs_under_the_default_cap_and_a_policy_may_raise_its_own() {
+    let keep_1 =
+        "[[cleanup.policy]]\nname = \"one\"\nplugin = \"keep-last\"\nparams = { keep = 1 }\n";
+    let data = Data::new(&[3], keep_1);
+    let output = data.wharf(&["cleanup", "--wait"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(data.exists(0, 0) && !data.exists(0, 1) && !data.exists(0, 2));
+
+    // Four datasets of 3: 8 of 12 would go, over 50 % and over 10 candidates.
+    let data = Data::new(&[3, 3, 3, 3], keep_1);
+    let output = data.wharf(&["cleanup", "--wait"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(data.exists(0, 2), "capped: nothing deleted");
+    let own = format!("{keep_1}max_delete_percent = 70\n");
+    std::fs::write(data.root.join("wharf.toml"), own).unwrap();
+    let output = data.wharf(&["cleanup", "--wait"]);
+    assert!(output.status.success(), "{}", text(&output));
+    for e in 0..4 {
+        assert!(data.exists(e, 0) && !data.exists(e, 1) && !data.exists(e, 2));
+    }
 }
 
 #[test]
@@ -445,7 +481,7 @@ fn rehearsal_prints_what_each_policy_deletes_and_the_difference_and_writes_only_
 fn without_a_policy_a_cleanup_only_collects_orphans() {
     let data = Data::new(
         &[3],
-        "[cleanup]\norphan_lifetime_ms = 0\nremove_untracked_files = true\n",
+        "[cleanup]\norphan_lifetime_ms = 0\nremove_untracked_files = true\npolicy = []\n",
     );
     std::fs::write(data.root.join("files/orphan.bin"), b"o").unwrap();
     let dry = data.wharf(&["cleanup", "--dry-run"]);
@@ -574,4 +610,367 @@ params = { min_free_percent = 1, nth = 2 }
         json["configured"]["files"], 0,
         "the test machine's disk is not 99% full"
     );
+}
+
+#[test]
+fn bundled_keep_tags_deletes_whole_datasets_per_branch_through_a_cleanup() {
+    // Datasets e0..e4, e0 the newest (each file of e{i} created before
+    // every file of e{i-1}): main has e0, e2, e3 (e3 released), dev has e1;
+    // e4 has no branch.
+    let data = Data::new(
+        &[2, 1, 2, 1, 1],
+        r#"
+[cleanup]
+max_delete_percent = 100
+[[cleanup.policy]]
+name = "tags"
+plugin = "keep-tags"
+params = { group_by = "branch", keep = 1, keep_released = 0 }
+"#,
+    );
+    for (name, attributes) in [
+        ("e0", &[("branch", "main")][..]),
+        ("e1", &[("branch", "dev")]),
+        ("e2", &[("branch", "main")]),
+        ("e3", &[("branch", "main"), ("released", "true")]),
+    ] {
+        let attributes: Vec<(String, String)> = attributes
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        data.index.set_entity_attributes(name, &attributes).unwrap();
+    }
+    let output = data.wharf(&["cleanup", "--wait"]);
+    assert!(output.status.success(), "{}", text(&output));
+    // main keeps its newest unreleased (e0), drops e2 whole and the released
+    // e3 (keep_released = 0); dev keeps e1; e4 has no branch.
+    for (e, j, kept) in [
+        (0, 0, true),
+        (0, 1, true),
+        (1, 0, true),
+        (2, 0, false),
+        (2, 1, false),
+        (3, 0, false),
+        (4, 0, true),
+    ] {
+        assert_eq!(data.exists(e, j), kept, "e{e}/{j}");
+        assert_eq!(data.tracked(e, j), kept, "e{e}/{j}");
+    }
+    let deleted = data.events("deleted");
+    assert_eq!(deleted.len(), 3, "{deleted:?}");
+    assert!(
+        deleted
+            .iter()
+            .all(|(_, plugin, _)| plugin.as_deref() == Some("keep-tags"))
+    );
+    assert!(
+        deleted
+            .iter()
+            .any(|(_, _, m)| m.contains("files/e3/0.bin") && m.contains("released")),
+        "{deleted:?}"
+    );
+}
+
+/// Commits a cached export of dataset `e{e}` (its file under `exports/`),
+/// used last at `last_access_ms`; returns its file id.
+fn cached_export(data: &Data, e: usize, format: &str, last_access_ms: i64) -> FileId {
+    let dataset = data.index.dataset(&format!("e{e}")).unwrap().unwrap();
+    let key = wharf::index::ExportKey {
+        entity: dataset.id,
+        version: dataset.version,
+        format: format.into(),
+        params_sha256: "0".repeat(64),
+    };
+    let path = wharf::store::export_path(
+        dataset.id.0,
+        dataset.version,
+        format,
+        &key.params_sha256,
+        "out.tar",
+    );
+    let real = data.root.join(&path);
+    std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+    std::fs::write(&real, b"export").unwrap();
+    let id = data
+        .index
+        .commit_export(
+            &wharf::index::NewExport {
+                key,
+                path,
+                size: 6,
+                sha256: "b".repeat(64),
+                mtime_ms: 1,
+                media_type: "application/x-tar".into(),
+            },
+            last_access_ms,
+        )
+        .unwrap();
+    data.index.export(id).unwrap().unwrap().file.unwrap()
+}
+
+#[test]
+fn the_default_export_cache_policy_deletes_exports_unused_past_the_cache_ttl() {
+    // No [[cleanup.policy]]: the default export-cache policy runs, with the
+    // TTL of [exports].
+    let data = Data::new(
+        &[2, 1, 1],
+        "[exports]\ncache_ttl_ms = 60000\n[cleanup]\norphan_lifetime_ms = 600000\n",
+    );
+    let now = now_ms();
+    let stale = cached_export(&data, 0, "tar-export", now - 3_600_000);
+    let fresh = cached_export(&data, 1, "tar-export", now - 1_000);
+    // Made an hour ago, but downloaded a moment ago: the entry's access counts.
+    let hit = cached_export(&data, 2, "tar-export", now - 3_600_000);
+    let hit_export = data.index.exports(Some("e2"), None, 1).unwrap()[0].id;
+    data.index.touch_export(hit_export, now).unwrap();
+    // Stale, but being downloaded right now.
+    let downloading = cached_export(&data, 2, "manifest-json", now - 3_600_000);
+    data.index
+        .try_acquire_lease(
+            &wharf::index::download_lease_name(downloading, "test"),
+            "downloader",
+            3_600_000,
+            now,
+            None,
+        )
+        .unwrap();
+    let dry = data.wharf(&["cleanup", "--dry-run"]);
+    let shown = String::from_utf8_lossy(&dry.stdout).into_owned();
+    // Of the 4 exports only the stale one not being downloaded goes.
+    assert!(
+        shown.contains("configured (export-cache): would delete 1 of 4 files, 6 B")
+            && shown.contains("export-cache: not used for 60000 ms"),
+        "{shown}"
+    );
+    let output = data.wharf(&["cleanup", "--wait"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let paths = data
+        .index
+        .file_paths(&[stale, fresh, hit, downloading])
+        .unwrap();
+    assert_eq!(paths[0], None, "the stale export is gone from the index");
+    assert!(paths[1..].iter().all(Option::is_some), "{paths:?}");
+    // Its cache entry went with it; the others are still served.
+    let entries: Vec<Option<FileId>> = data
+        .index
+        .exports(None, None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|row| row.file)
+        .collect();
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert!(!entries.contains(&Some(stale)));
+    // The datasets' own files are not the cache's.
+    for (e, j) in [(0, 0), (0, 1), (1, 0), (2, 0)] {
+        assert!(data.exists(e, j), "e{e}/{j}");
+    }
+    let deleted = data.events("deleted");
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert_eq!(deleted[0].1.as_deref(), Some("export-cache"));
+    assert!(
+        deleted[0].2.contains("not used for 60000 ms"),
+        "{deleted:?}"
+    );
+}
+
+#[test]
+fn the_cache_ttl_is_set_in_one_place_and_a_policy_giving_it_is_refused() {
+    let data = Data::new(
+        &[1],
+        "[[cleanup.policy]]\nname = \"cache\"\nplugin = \"export-cache\"\nparams = { cache_ttl_ms = 5 }\n",
+    );
+    let output = data.wharf(&["cleanup", "--dry-run"]);
+    let shown = text(&output);
+    assert_ne!(output.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains("cleanup.policy[0].params.cache_ttl_ms")
+            && shown.contains("exports.cache_ttl_ms"),
+        "{shown}"
+    );
+}
+
+mod properties {
+    use std::collections::{BTreeSet, HashSet};
+    use std::sync::atomic::AtomicBool;
+
+    use proptest::prelude::*;
+    use wharf::index::{FileState, Index, InsertOutcome, NewFile, now_ms};
+    use wharf::retention::{self, ApplyAs, Planned};
+    use wharf::store::DataDir;
+
+    use crate::support::*;
+
+    const HOUR: i64 = 3_600_000;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// keep-last through the real runtime over a real index deletes
+        /// exactly the files beyond the newest `keep` of each entity that
+        /// are at least `min_age_ms` old, whatever the entities' sizes and
+        /// the page size.
+        #[test]
+        fn keep_last_keeps_exactly_what_its_parameters_say(
+            entities in prop::collection::vec(
+                prop::collection::vec(0i64..6, 0..7), 1..6),
+            loose in prop::collection::vec(0i64..6, 0..4),
+            keep in 0u64..4,
+            min_age_hours in prop::option::of(0i64..5),
+            page_size in 1usize..9,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let index = Index::open(&dir.path().join("index.sqlite")).unwrap();
+            let now = now_ms();
+            // Each file's age in hours; files of no entity are one group.
+            let mut groups: Vec<(Option<String>, Vec<i64>)> =
+                vec![(None, loose)];
+            groups.extend(entities.into_iter().enumerate().map(|(e, ages)| (Some(format!("e{e}")), ages)));
+            let mut expected = BTreeSet::new();
+            for (g, (entity, ages)) in groups.iter().enumerate() {
+                let files: Vec<NewFile> = ages.iter().enumerate().map(|(i, age)| NewFile {
+                    path: format!("g{g}/{i}"),
+                    size: 1,
+                    mtime_ms: 1,
+                    sha256: "a".repeat(64),
+                    kind: "capture".into(),
+                    entity: entity.clone(),
+                    // Half an hour off the hour, far from any min_age cutoff.
+                    created_ms: now - age * HOUR - HOUR / 2 - i as i64,
+                }).collect();
+                let ids: Vec<i64> = index.insert_files(&files).unwrap().into_iter().map(|o| match o {
+                    InsertOutcome::Inserted(id) | InsertOutcome::AlreadyIndexed(id) => id.0,
+                }).collect();
+                // The model: rank by creation, newest first (ties by id).
+                let mut ranked: Vec<(i64, i64)> = files.iter().zip(&ids).map(|(f, &id)| (f.created_ms, id)).collect();
+                ranked.sort_by_key(|&(created, id)| (std::cmp::Reverse(created), id));
+                for (rank, (created, id)) in ranked.into_iter().enumerate() {
+                    let old_enough = min_age_hours.is_none_or(|h| h == 0 || created <= now - h * HOUR);
+                    if rank as u64 >= keep && old_enough {
+                        expected.insert(id);
+                    }
+                }
+            }
+            let plugin = runtime(dir.path()).load(bundled("keep-last")).unwrap();
+            let mut given = vec![("keep", keep.to_string())];
+            if let Some(h) = min_age_hours {
+                given.push(("min_age_ms", (h * HOUR).to_string()));
+            }
+            let given: Vec<(String, String)> = given.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+            let planned = retention::rehearse(&index, &plugin, &given, dir.path(), page_size, now).unwrap();
+            let deleted: BTreeSet<i64> = planned.iter().map(|p| p.file.0).collect();
+            prop_assert_eq!(deleted.len(), planned.len(), "each file once");
+            prop_assert_eq!(deleted, expected);
+        }
+    }
+
+    /// What protects a generated file.
+    #[derive(Debug, Clone)]
+    struct Protection {
+        state: FileState,
+        leased: bool,
+        downloading: bool,
+        synced: bool,
+    }
+
+    impl Protection {
+        fn protects(&self) -> bool {
+            self.state != FileState::Ready || self.leased || self.downloading || !self.synced
+        }
+    }
+
+    fn protection() -> impl Strategy<Value = Protection> {
+        (
+            prop_oneof![
+                6 => Just(FileState::Ready),
+                1 => Just(FileState::Writing),
+                1 => Just(FileState::Lost),
+            ],
+            prop::bool::weighted(0.2),
+            prop::bool::weighted(0.2),
+            prop::bool::weighted(0.8),
+        )
+            .prop_map(|(state, leased, downloading, synced)| Protection {
+                state,
+                leased,
+                downloading,
+                synced,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Whatever a plugin answers (any files, some twice, ids that do not
+        /// exist), applying it deletes from disk and index exactly the
+        /// unprotected ready files it named, each with its event, and
+        /// leaves every protected file on disk and in the index.
+        #[test]
+        fn applying_any_answer_never_deletes_a_protected_file(
+            files in prop::collection::vec(protection(), 1..20),
+            answer in prop::collection::vec(0usize..30, 0..40),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("data");
+            std::fs::create_dir_all(root.join("files")).unwrap();
+            let data_dir = DataDir::new(&root);
+            let index = Index::open(&root.join("index.sqlite")).unwrap();
+            let new: Vec<NewFile> = (0..files.len()).map(|i| {
+                let path = format!("files/{i}.bin");
+                std::fs::write(root.join(&path), b"x").unwrap();
+                NewFile {
+                    path,
+                    size: 1,
+                    mtime_ms: 1,
+                    sha256: "a".repeat(64),
+                    kind: "capture".into(),
+                    entity: Some("set".into()),
+                    created_ms: i as i64,
+                }
+            }).collect();
+            let ids: Vec<wharf::index::FileId> = index.insert_files(&new).unwrap().into_iter().map(|o| match o {
+                InsertOutcome::Inserted(id) | InsertOutcome::AlreadyIndexed(id) => id,
+            }).collect();
+            let now = now_ms();
+            // Set up what the index has no API for yet (destinations, sync
+            // states) with a connection of the test's own.
+            let db = rusqlite::Connection::open(root.join("index.sqlite")).unwrap();
+            db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+            db.execute("INSERT INTO destinations (name, plugin, url, required) VALUES ('main', 'p', 'u', 1)", []).unwrap();
+            for (id, p) in ids.iter().zip(&files) {
+                if p.state != FileState::Ready {
+                    index.set_file_state(*id, p.state, "test").unwrap();
+                }
+                if p.leased {
+                    index.try_acquire_lease(&format!("file:{}", id.0), "x", HOUR, now, None).unwrap();
+                }
+                if p.downloading {
+                    index.try_acquire_lease(&wharf::index::download_lease_name(*id, "t"), "x", HOUR, now, None).unwrap();
+                }
+                let state = if p.synced { "synced" } else { "pending" };
+                db.execute(
+                    "INSERT INTO sync_status (file_id, destination_id, state, next_attempt_ms)
+                     SELECT ?1, id, ?2, 0 FROM destinations",
+                    rusqlite::params![id.0, state],
+                ).unwrap();
+            }
+            let planned: Vec<Planned> = answer.iter().map(|&i| Planned {
+                file: ids.get(i).copied().unwrap_or(wharf::index::FileId(10_000 + i as i64)),
+                reason: "any".into(),
+                size: 1,
+                flags: 1,
+            }).collect();
+            let who = ApplyAs { plugin: "random", job: None, require_synced: &[], now_ms: now };
+            let applied = retention::apply(&index, &data_dir, &planned, &who, &AtomicBool::new(false)).unwrap();
+            let asked: HashSet<usize> = answer.iter().copied().filter(|&i| i < files.len()).collect();
+            for (i, p) in files.iter().enumerate() {
+                let on_disk = root.join(format!("files/{i}.bin")).exists();
+                let indexed = index.file_paths(&[ids[i]]).unwrap()[0].is_some();
+                let goes = asked.contains(&i) && !p.protects();
+                prop_assert_eq!(on_disk, !goes, "file {} {:?}", i, p);
+                prop_assert_eq!(indexed, !goes, "file {} {:?}", i, p);
+            }
+            let gone = (0..files.len()).filter(|i| asked.contains(i) && !files[*i].protects()).count();
+            prop_assert_eq!(applied.deleted, gone as u64);
+        }
+    }
 }

@@ -3,10 +3,17 @@
 //! strong `ETag`, `If-None-Match` (304), and one `Range` of bytes (206, or
 //! 416 when it cannot be satisfied). A download touches the entry's
 //! `last_access_ms`, extending its life in the cache.
+//!
+//! A download holds a `download:<file id>:…` lease on the export's file
+//! while it streams, so retention leaves the file alone; it takes the lease
+//! first and then reads the entry again, so a file marked for deletion
+//! just before is answered as gone rather than served.
 
 use std::io::{Seek, SeekFrom};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -15,15 +22,20 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::{ApiError, ApiState};
-use crate::index::{ExportId, now_ms};
+use crate::index::{ExportId, download_lease_name, now_ms};
+use crate::lease::{self, Lease};
 
 const CHUNK: usize = 64 << 10;
+
+/// The lease a download holds on its file, renewed every third of it.
+const DOWNLOAD_LEASE: Duration = Duration::from_secs(30);
 
 /// What to send, decided on a blocking thread.
 enum Plan {
     NotModified(String),
     Send {
         file: std::fs::File,
+        lease: Lease,
         etag: String,
         size: u64,
         /// Inclusive byte range, when a `Range` was asked for.
@@ -53,14 +65,37 @@ pub(super) async fn download(
             .export(id)
             .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::not_found("unknown_export", format!("there is no export {}", id.0)))?;
-        let (Some(path), Some(sha256), Some(size)) = (row.path.as_deref(), row.sha256.clone(), row.size) else {
-            return Err(ApiError::not_found(
+        let gone = |dataset: &str| {
+            ApiError::not_found(
                 "export_gone",
                 format!(
                     "export {} has no file any more (removed by cleanup); request it again with POST /api/v1/datasets/{}/exports",
-                    id.0, row.dataset
+                    id.0, dataset
                 ),
-            ));
+            )
+        };
+        let Some(file) = row.file.filter(|_| row.is_ready()) else {
+            return Err(gone(&row.dataset));
+        };
+        // The lease first, then the entry again: a deletion marked before
+        // the lease shows there, and one after it sees the lease.
+        static DOWNLOADS: AtomicU64 = AtomicU64::new(0);
+        let unique = format!("{}#{}", lease::this_process(), DOWNLOADS.fetch_add(1, Ordering::Relaxed));
+        let lease = Lease::acquire(
+            state.index.clone(),
+            &download_lease_name(file, &unique),
+            DOWNLOAD_LEASE,
+            Duration::from_secs(1),
+        )
+        .map_err(ApiError::internal)?;
+        let row = state
+            .index
+            .export(id)
+            .map_err(ApiError::internal)?
+            .filter(|row| row.file == Some(file))
+            .ok_or_else(|| gone(&row.dataset))?;
+        let (Some(path), Some(sha256), Some(size)) = (row.path.as_deref(), row.sha256.clone(), row.size) else {
+            return Err(gone(&row.dataset));
         };
         let etag = format!("\"{sha256}\"");
         state.index.touch_export(id, now_ms()).map_err(ApiError::internal)?;
@@ -83,6 +118,7 @@ pub(super) async fn download(
         let file_name = path.rsplit('/').next().unwrap_or("export").to_owned();
         Ok(Plan::Send {
             file,
+            lease,
             etag,
             size,
             range,
@@ -110,6 +146,7 @@ pub(super) async fn download(
             )),
         Plan::Send {
             file,
+            lease,
             etag,
             size,
             range,
@@ -144,6 +181,7 @@ pub(super) async fn download(
                 file: tokio::fs::File::from_std(file),
                 remaining: length,
                 buffer: vec![0; CHUNK],
+                lease: Some(lease),
             }))
         }
     };
@@ -191,11 +229,25 @@ fn parse_range(text: &str, size: u64) -> RangeAsk {
     }
 }
 
-/// Reads `remaining` bytes of a file, a chunk per item.
+/// Reads `remaining` bytes of a file, a chunk per item, holding the
+/// download's lease until the body is done with (sent or abandoned).
 struct FileStream {
     file: tokio::fs::File,
     remaining: u64,
     buffer: Vec<u8>,
+    lease: Option<Lease>,
+}
+
+impl Drop for FileStream {
+    fn drop(&mut self) {
+        // Releasing writes to the index: off the executor.
+        if let Some(lease) = self.lease.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(move || drop(lease))),
+                Err(_) => drop(lease),
+            }
+        }
+    }
 }
 
 impl futures_core::Stream for FileStream {

@@ -21,7 +21,7 @@ use crate::gc;
 use crate::index::{Index, now_ms};
 use crate::jobs::Request;
 use crate::plugins;
-use crate::retention::{self, Comparison, Plan, Planned, PolicyError, Selection, Side};
+use crate::retention::{self, Cap, Comparison, Planned, PolicyError, Rehearsed, Selection, Side};
 use crate::runtime::{PluginSource, Runtime, World, sha256_hex};
 use crate::store::DataDir;
 
@@ -105,7 +105,7 @@ fn rehearse(data_dir: &DataDir, config: &Config, args: &CleanupArgs) -> anyhow::
     };
     if !args.gc_only {
         let loaded = plugins::load_all(&runtime, config, &data_dir.plugins_dir());
-        let policies = retention::resolve_policies(&config.cleanup, &loaded.registry)?;
+        let policies = retention::resolve_policies(config, &loaded.registry)?;
         let page = config.cleanup.batch_files as usize;
         let mut configured = Vec::new();
         for policy in &policies {
@@ -120,17 +120,18 @@ fn rehearse(data_dir: &DataDir, config: &Config, args: &CleanupArgs) -> anyhow::
                 &never,
             )
             .with_context(|| format!("planning policy {}", policy.name))?;
-            configured.push((policy.name.clone(), plan));
+            configured.push((policy.name.clone(), plan, policy.cap));
         }
         let candidate = match &args.candidate {
             None => None,
             Some(path) => {
-                let selection = match &args.like {
-                    None => Selection::default(),
+                // Like the named policy: its files and its cap.
+                let (selection, cap) = match &args.like {
+                    None => (Selection::default(), Cap::of(&config.cleanup, None)),
                     Some(name) => policies
                         .iter()
                         .find(|p| &p.name == name)
-                        .map(|p| p.selection.clone())
+                        .map(|p| (p.selection.clone(), p.cap))
                         .with_context(|| {
                             format!("--like {name}: no configured policy has that name")
                         })?,
@@ -143,17 +144,14 @@ fn rehearse(data_dir: &DataDir, config: &Config, args: &CleanupArgs) -> anyhow::
                     path,
                     &args.params,
                     &selection,
+                    cap,
                     now,
                 )?)
             }
         };
         rehearsal.policies = policies.iter().map(|p| p.name.clone()).collect();
-        rehearsal.candidate = candidate.as_ref().map(|(name, _)| name.clone());
-        rehearsal.comparison = retention::compare(
-            &configured,
-            candidate.as_ref(),
-            config.cleanup.max_delete_percent,
-        );
+        rehearsal.candidate = candidate.as_ref().map(|(name, _, _)| name.clone());
+        rehearsal.comparison = retention::compare(&configured, candidate.as_ref());
         let first = |planned: &[Planned]| -> anyhow::Result<Vec<(Planned, Option<String>)>> {
             let first: Vec<Planned> = planned.iter().take(args.show).cloned().collect();
             let ids: Vec<_> = first.iter().map(|p| p.file).collect();
@@ -189,8 +187,9 @@ fn plan_candidate(
     path: &Path,
     params: &[(String, String)],
     selection: &Selection,
+    cap: Cap,
     now: i64,
-) -> anyhow::Result<(String, Plan)> {
+) -> anyhow::Result<Rehearsed> {
     let wasm = std::fs::read(path)
         .with_context(|| format!("--policy {}: cannot read it", path.display()))?;
     let name = path.file_stem().map_or_else(
@@ -219,6 +218,15 @@ fn plan_candidate(
         }
         other => other.into(),
     })?;
+    let params =
+        retention::with_host_params("--policy", &plugin, config, params).map_err(|error| {
+            match error {
+                PolicyError::HostParam { key, from, .. } => anyhow::anyhow!(
+                    "--param {key}: the host sets it from `{from}` in wharf.toml; set it there"
+                ),
+                other => other.into(),
+            }
+        })?;
     let plan = retention::plan(
         index,
         &plugin,
@@ -230,7 +238,7 @@ fn plan_candidate(
         &AtomicBool::new(false),
     )
     .with_context(|| format!("planning the candidate {}", path.display()))?;
-    Ok((name, plan))
+    Ok((name, plan, cap))
 }
 
 fn summary(r: &Rehearsal) -> String {
@@ -266,7 +274,7 @@ fn side_line(side: &Side) -> String {
     }
     if !side.over_cap.is_empty() {
         line.push_str(&format!(
-            "; over cleanup.max_delete_percent, would stop and delete nothing: {}",
+            "; over the deletion cap (max_delete_percent), would stop and delete nothing: {}",
             side.over_cap.join(", ")
         ));
     }

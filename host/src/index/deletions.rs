@@ -4,6 +4,18 @@
 //! the caller, then its row removed. A row left `deleting` by a crash is
 //! finished by the next cleanup or `wharf fsck`.
 //!
+//! Marking a file also removes the cache entry it is the result of (a
+//! cache entry never points at a file being deleted) and, for a file of an
+//! entity that is not an export, bumps that entity's version (its files
+//! changed, so no export made before is served as current).
+//!
+//! What protects a file from deletion lives here too: leases named
+//! `file:<id>`, `download:<id>:…` ([`download_lease_name`]) and, for the
+//! files an export reads, `export:<entity id>:…` (the export job's lease on
+//! its cache key). A holder takes its lease first and then checks that the
+//! file is still `ready`: a mark committed before the lease shows in that
+//! check, and one after it sees the lease.
+//!
 //! Also the audit rows of cleanup runs and the one index question orphan GC
 //! asks under the writer: is this path tracked now?
 
@@ -22,7 +34,7 @@ pub struct Refused {
     pub not_ready: u64,
     /// A lease named `file:<id>` holds it (e.g. an export reads it).
     pub leased: u64,
-    /// A cached or running export holds it.
+    /// An export being written (it reads the file) or downloaded holds it.
     pub export_held: u64,
     /// Not yet synced to a destination the policy requires.
     pub unsynced: u64,
@@ -70,32 +82,67 @@ pub struct Marked {
     pub size: u64,
 }
 
+/// The name of the lease a download of `file` holds while it streams:
+/// `download:<id>:<unique>` (several downloads of one file each hold
+/// their own), which keeps retention off the file.
+pub fn download_lease_name(file: FileId, unique: &str) -> String {
+    format!("download:{}:{unique}", file.0)
+}
+
+/// SQL: whether an export being written or downloaded holds file `f`, with
+/// `now` the parameter holding the present time. A download holds its file
+/// by a `download:<id>:…` lease; an export job holds the files it reads (an
+/// entity's files other than exports) by its `export:<entity id>:…` lease
+/// on the cache key. Both are range probes of the `locks` primary key (`;`
+/// follows `:` in ASCII, so the range is exactly the prefix).
+pub(super) fn export_held_sql(now: &str) -> String {
+    format!(
+        "(EXISTS (SELECT 1 FROM locks l WHERE l.name >= 'download:' || f.id || ':'
+                  AND l.name < 'download:' || f.id || ';' AND l.expires_ms > {now})
+          OR (f.kind <> 'export' AND f.entity_id IS NOT NULL
+              AND EXISTS (SELECT 1 FROM locks l WHERE l.name >= 'export:' || f.entity_id || ':'
+                          AND l.name < 'export:' || f.entity_id || ';' AND l.expires_ms > {now})))"
+    )
+}
+
 /// Whether a file may be deleted, read in the marking transaction.
-const SAFETY: &str = "
-SELECT f.path, f.size, f.state,
+fn safety_sql() -> String {
+    format!(
+        "SELECT f.path, f.size, f.state,
     EXISTS (SELECT 1 FROM locks l WHERE l.name = 'file:' || f.id AND l.expires_ms > ?2),
-    EXISTS (SELECT 1 FROM exports x WHERE x.file_id = f.id),
+    {},
     EXISTS (SELECT 1 FROM destinations d
             WHERE (d.required = 1 OR d.name IN (SELECT value FROM json_each(?3)))
               AND NOT EXISTS (SELECT 1 FROM sync_status s
-                              WHERE s.file_id = f.id AND s.destination_id = d.id AND s.state = 'synced'))
-FROM files f WHERE f.id = ?1";
+                              WHERE s.file_id = f.id AND s.destination_id = d.id AND s.state = 'synced')),
+    CASE WHEN f.kind <> 'export' THEN f.entity_id END
+FROM files f WHERE f.id = ?1",
+        export_held_sql("?2")
+    )
+}
 
 impl Index {
     /// Marks each requested file `deleting` if it is still safe to delete:
-    /// ready, not leased, not held by an export and synced to every
-    /// required destination, all checked in the same write transaction as
-    /// the mark, so nothing that protects a file can slip in between. Each
-    /// marked file gets an `events` row (kind `deleted`: file, plugin,
-    /// reason). Returns the marked files and what was refused.
+    /// ready, not leased, not held by an export being written or
+    /// downloaded and synced to every required destination, all checked in
+    /// the same write transaction as the mark, so nothing that protects a
+    /// file can slip in between. Each marked file gets an `events` row
+    /// (kind `deleted`: file, plugin, reason), loses the cache entry it is
+    /// the result of, and bumps its entity's version unless it is an
+    /// export. Returns the marked files and what was refused.
     pub fn mark_deleting(
         &self,
         requests: &[DeletionRequest<'_>],
         guard: &DeletionGuard<'_>,
     ) -> anyhow::Result<(Vec<Marked>, Refused)> {
         let require = serde_json::to_string(guard.require_synced)?;
+        let safety = safety_sql();
         self.write(|tx| {
-            let mut check = tx.prepare_cached(SAFETY)?;
+            let mut check = tx.prepare_cached(&safety)?;
+            let mut uncache = tx.prepare_cached("DELETE FROM exports WHERE file_id = ?1")?;
+            let mut bump =
+                tx.prepare_cached("UPDATE entities SET version = version + 1 WHERE id = ?1")?;
+            let mut changed = std::collections::BTreeSet::new();
             let mut mark = tx.prepare_cached(
                 "UPDATE files SET state = 'deleting' WHERE id = ?1 AND state = 'ready'",
             )?;
@@ -116,10 +163,11 @@ impl Index {
                             row.get::<_, bool>(3)?,
                             row.get::<_, bool>(4)?,
                             row.get::<_, bool>(5)?,
+                            row.get::<_, Option<i64>>(6)?,
                         ))
                     })
                     .optional()?;
-                let Some((path, size, state, leased, held, unsynced)) = row else {
+                let Some((path, size, state, leased, held, unsynced, entity)) = row else {
                     refused.gone += 1;
                     continue;
                 };
@@ -133,6 +181,8 @@ impl Index {
                     &mut refused.unsynced
                 } else {
                     if mark.execute([request.file.0])? == 1 {
+                        uncache.execute([request.file.0])?;
+                        changed.extend(entity);
                         event.execute(params![
                             now,
                             request.file.0,
@@ -149,6 +199,9 @@ impl Index {
                     continue;
                 };
                 *counter += 1;
+            }
+            for entity in changed {
+                bump.execute([entity])?;
             }
             Ok((marked, refused))
         })
@@ -263,7 +316,11 @@ mod tests {
         state: FileState,
         /// None: no lease; Some(true): held; Some(false): expired.
         lease: Option<bool>,
-        export_held: bool,
+        /// A download of it: None: none; Some(true): in progress;
+        /// Some(false): its lease expired (the downloader died).
+        download: Option<bool>,
+        /// A cached export's result: that alone protects nothing.
+        cached: bool,
         /// Synced to the destination marked required.
         synced_required: bool,
         /// Synced to `extra`, which only the policy requires.
@@ -271,10 +328,12 @@ mod tests {
     }
 
     impl Model {
-        fn protected(&self, policy_requires_extra: bool) -> bool {
+        /// `exporting`: an export of this file's entity is being made.
+        fn protected(&self, policy_requires_extra: bool, exporting: bool) -> bool {
             self.state != FileState::Ready
                 || self.lease == Some(true)
-                || self.export_held
+                || self.download == Some(true)
+                || exporting
                 || !self.synced_required
                 || (policy_requires_extra && !self.synced_extra)
         }
@@ -290,15 +349,17 @@ mod tests {
                 1 => Just(FileState::Corrupt),
             ],
             prop::option::of(any::<bool>()),
-            prop::bool::weighted(0.2),
+            prop::option::weighted(0.2, any::<bool>()),
+            prop::bool::weighted(0.3),
             prop::bool::weighted(0.7),
             prop::bool::weighted(0.7),
         )
             .prop_map(
-                |(state, lease, export_held, synced_required, synced_extra)| Model {
+                |(state, lease, download, cached, synced_required, synced_extra)| Model {
                     state,
                     lease,
-                    export_held,
+                    download,
+                    cached,
                     synced_required,
                     synced_extra,
                 },
@@ -307,7 +368,9 @@ mod tests {
 
     const NOW: i64 = 1_000_000;
 
-    fn build(files: &[Model]) -> (tempfile::TempDir, Index, Vec<FileId>) {
+    /// An index holding `files` (file `i` of entity `e{i % 3}`); with
+    /// `exporting`, an export of `e0` is being made.
+    fn build(files: &[Model], exporting: bool) -> (tempfile::TempDir, Index, Vec<FileId>) {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(&dir.path().join("index.sqlite")).unwrap();
         let new: Vec<NewFile> = (0..files.len())
@@ -340,16 +403,33 @@ mod tests {
             if file.state != FileState::Ready {
                 index.set_file_state(*id, file.state, "test").unwrap();
             }
+            // Held: expires after NOW; expired: before.
+            let acquired = |held| if held { NOW - 10 } else { NOW - 1000 };
             if let Some(held) = file.lease {
-                // Held: expires after NOW; expired: before.
-                let acquired = if held { NOW - 10 } else { NOW - 1000 };
                 index
-                    .try_acquire_lease(&format!("file:{}", id.0), "someone", 100, acquired, None)
+                    .try_acquire_lease(
+                        &format!("file:{}", id.0),
+                        "someone",
+                        100,
+                        acquired(held),
+                        None,
+                    )
+                    .unwrap();
+            }
+            if let Some(held) = file.download {
+                index
+                    .try_acquire_lease(
+                        &download_lease_name(*id, "7"),
+                        "someone",
+                        100,
+                        acquired(held),
+                        None,
+                    )
                     .unwrap();
             }
             index
                 .write(|tx| {
-                    if file.export_held {
+                    if file.cached {
                         tx.execute(
                             "INSERT INTO exports (entity_id, entity_version, format, params_sha256, file_id, created_ms, last_access_ms)
                              VALUES ((SELECT entity_id FROM files WHERE id = ?1), 1, 'tar', ?1, ?1, 0, 0)",
@@ -367,6 +447,24 @@ mod tests {
                 })
                 .unwrap();
         }
+        if exporting {
+            let e0: i64 = index
+                .read(|db| {
+                    db.query_row("SELECT id FROM entities WHERE name = 'e0'", [], |r| {
+                        r.get(0)
+                    })
+                })
+                .unwrap();
+            index
+                .try_acquire_lease(
+                    &format!("export:{e0}:1:tar:abc"),
+                    "someone",
+                    100,
+                    NOW - 10,
+                    None,
+                )
+                .unwrap();
+        }
         (dir, index, ids)
     }
 
@@ -381,8 +479,19 @@ mod tests {
             files in prop::collection::vec(model(), 1..24),
             asked in prop::collection::vec(0usize..40, 0..60),
             requires_extra in any::<bool>(),
+            exporting in prop::bool::weighted(0.3),
         ) {
-            let (_dir, index, ids) = build(&files);
+            let (_dir, index, ids) = build(&files, exporting);
+            let version = |e: &str| -> i64 {
+                index
+                    .read(|db| {
+                        db.query_row("SELECT version FROM entities WHERE name = ?1", [e], |r| r.get(0))
+                            .optional()
+                    })
+                    .unwrap()
+                    .unwrap_or(0)
+            };
+            let versions_before: Vec<i64> = (0..3).map(|e| version(&format!("e{e}"))).collect();
             let reason = "test policy";
             let requests: Vec<DeletionRequest<'_>> = asked
                 .iter()
@@ -399,9 +508,9 @@ mod tests {
             prop_assert_eq!(marked_ids.len(), marked.len(), "each file marked once");
             let expected: HashSet<FileId> = asked
                 .iter()
-                .filter_map(|&i| files.get(i).map(|f| (ids[i], f)))
-                .filter(|(_, f)| !f.protected(requires_extra))
-                .map(|(id, _)| id)
+                .filter_map(|&i| files.get(i).map(|f| (ids[i], i, f)))
+                .filter(|(_, i, f)| !f.protected(requires_extra, exporting && i % 3 == 0))
+                .map(|(id, _, _)| id)
                 .collect();
             prop_assert_eq!(&marked_ids, &expected);
             prop_assert_eq!(refused.total() + marked.len() as u64, requests.len() as u64);
@@ -410,6 +519,15 @@ mod tests {
                 "SELECT count(*) FROM events WHERE kind = 'deleted' AND plugin = 'p' AND message LIKE '%test policy'",
                 [], |r| r.get(0))).unwrap();
             prop_assert_eq!(events, marked.len() as i64);
+            // A marked file's cache entry is gone with the mark; the others stay.
+            let cached: i64 = index.read(|db| db.query_row("SELECT count(*) FROM exports", [], |r| r.get(0))).unwrap();
+            let want_cached = (0..files.len()).filter(|&i| files[i].cached && !marked_ids.contains(&ids[i])).count();
+            prop_assert_eq!(cached, want_cached as i64);
+            // Each entity that lost a file has a new version, once per mark.
+            for (e, before) in versions_before.iter().enumerate() {
+                let lost = (0..files.len()).any(|i| i % 3 == e && marked_ids.contains(&ids[i]));
+                prop_assert_eq!(version(&format!("e{e}")), before + i64::from(lost));
+            }
         }
     }
 

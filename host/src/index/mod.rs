@@ -26,7 +26,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 pub use datasets::{AttributeChange, DatasetRow};
-pub use deletions::{DeletionGuard, DeletionRequest, Marked, Refused};
+pub use deletions::{DeletionGuard, DeletionRequest, Marked, Refused, download_lease_name};
 pub use exports::{
     ExportFile, ExportId, ExportKey, ExportRow, ExportSnapshot, NewExport, RemoteCopyRow,
 };
@@ -52,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/002_jobs.sql"),
     include_str!("migrations/003_entity_attributes.sql"),
     include_str!("migrations/004_export_media_type.sql"),
+    include_str!("migrations/006_files_age.sql"),
 ];
 
 /// How long a statement waits for another connection's lock.

@@ -4,6 +4,11 @@
 //! [`RetentionPage`]s, the batches a retention run hands its policy: whole
 //! entities only, in columns, with the entities' attributes and what the
 //! host knows of each file (synced, export-held, leased).
+//!
+//! With an age cutoff ([`Index::for_each_aged_page`]) the candidates are
+//! only the files whose indexing, modification and last access are all
+//! older than it, found by a range scan of `files_age` and sorted by SQLite
+//! into the same (entity, created desc, id) order, in one snapshot.
 
 use std::collections::HashMap;
 
@@ -145,7 +150,11 @@ pub struct CandidateFlags;
 impl CandidateFlags {
     /// A synced copy exists on every destination marked required.
     pub const SYNCED: u8 = 1;
-    /// It is a cached export's result: the export cache decides when it goes.
+    /// An export being written or downloaded holds it: a download of it is
+    /// in progress (a live `download:<id>:…` lease), or it is a file of an
+    /// entity an export is being made of (a live `export:<entity>:…`
+    /// lease). A cached export's result is not held by being cached: the
+    /// `export-cache` policy decides when it goes.
     pub const EXPORT_HELD: u8 = 2;
     /// A lease named `file:<id>` is held on it (e.g. a running export reads it).
     pub const LEASED: u8 = 4;
@@ -177,20 +186,30 @@ pub struct RetentionPage {
     pub next: Option<RetentionCursor>,
 }
 
-/// Candidate columns plus what the index knows of each file. `?5` is now:
-/// a lease counts while it has not expired.
-const PAGE_COLUMNS: &str = "f.id, f.entity_id, f.kind, f.size, f.created_ms, f.mtime_ms, f.last_access_ms,
+/// Candidate columns plus what the index knows of each file, with `now`
+/// the parameter holding the present time (a lease counts while it has not
+/// expired). A cached export's last access is the later of its file's and
+/// its cache entry's (hits and downloads touch the entry).
+fn page_columns(now: &str) -> String {
+    format!(
+        "f.id, f.entity_id, f.kind, f.size, f.created_ms, f.mtime_ms,
+    max(coalesce(f.last_access_ms, 0),
+        coalesce((SELECT max(x.last_access_ms) FROM exports x WHERE x.file_id = f.id), 0)),
     NOT EXISTS (SELECT 1 FROM destinations d WHERE d.required = 1 AND NOT EXISTS (
         SELECT 1 FROM sync_status s WHERE s.file_id = f.id AND s.destination_id = d.id AND s.state = 'synced')),
-    EXISTS (SELECT 1 FROM exports x WHERE x.file_id = f.id),
-    EXISTS (SELECT 1 FROM locks l WHERE l.name = 'file:' || f.id AND l.expires_ms > ?5)";
+    {},
+    EXISTS (SELECT 1 FROM locks l WHERE l.name = 'file:' || f.id AND l.expires_ms > {now})",
+        super::deletions::export_held_sql(now)
+    )
+}
 
 /// [`RETENTION_SAME_ENTITY`] with the page columns.
 fn page_same_entity() -> String {
     format!(
-        "SELECT {PAGE_COLUMNS} FROM files f
+        "SELECT {} FROM files f
          WHERE f.state = 'ready' AND f.entity_id IS ?1 AND f.created_ms <= ?2 AND NOT (f.created_ms = ?2 AND f.id <= ?3)
-         ORDER BY f.created_ms DESC, f.id LIMIT ?4"
+         ORDER BY f.created_ms DESC, f.id LIMIT ?4",
+        page_columns("?5")
     )
 }
 
@@ -198,9 +217,23 @@ fn page_same_entity() -> String {
 /// bound but unused, so both queries take the same parameters).
 fn page_later_entities() -> String {
     format!(
-        "SELECT {PAGE_COLUMNS} FROM files f
+        "SELECT {} FROM files f
          WHERE f.state = 'ready' AND f.entity_id > ?1
-         ORDER BY f.entity_id, f.created_ms DESC, f.id LIMIT ?4"
+         ORDER BY f.entity_id, f.created_ms DESC, f.id LIMIT ?4",
+        page_columns("?5")
+    )
+}
+
+/// Ready files older than `?1` by [`AGE`], with the page columns (`?2` is
+/// now), in (entity, created desc, id) order: a range scan of `files_age`,
+/// then a sort. The `+` keeps SQLite from walking `files_retention` for the
+/// order instead and reading every file.
+fn aged_pages() -> String {
+    format!(
+        "SELECT {} FROM files f
+         WHERE f.state = 'ready' AND max(f.created_ms, f.mtime_ms, coalesce(f.last_access_ms, 0)) < ?1
+         ORDER BY +f.entity_id, f.created_ms DESC, f.id",
+        page_columns("?2"),
     )
 }
 
@@ -319,6 +352,57 @@ fn retention_page(
     }
     let next = rows.last().filter(|_| full).map(PageRow::cursor);
     columns(db, rows, next)
+}
+
+impl Index {
+    /// Hands `each`, page by page, the ready files older than `cutoff_ms`
+    /// by [`AGE`] (indexing, modification and last access all before it),
+    /// in (entity, created newest first, id) order, about `target` files a
+    /// page and never splitting an entity, all read in one snapshot. `now_ms`
+    /// decides which leases still hold. `each` returns false to stop.
+    pub fn for_each_aged_page(
+        &self,
+        cutoff_ms: i64,
+        target: usize,
+        now_ms: i64,
+        mut each: impl FnMut(RetentionPage) -> bool,
+    ) -> anyhow::Result<()> {
+        let target = target.max(1);
+        self.read(|db| {
+            let tx = db.unchecked_transaction()?;
+            {
+                let mut query = tx.prepare_cached(&aged_pages())?;
+                let mut rows = query.query(params![cutoff_ms, now_ms])?;
+                let mut pending: Vec<PageRow> = Vec::with_capacity(target.min(100_000));
+                while let Some(row) = rows.next()? {
+                    let row = page_row(row)?;
+                    let entity_ends = pending
+                        .last()
+                        .is_some_and(|last| last.entity_id != row.entity_id);
+                    if pending.len() >= target && entity_ends {
+                        let page = columns(&tx, std::mem::take(&mut pending), None)?;
+                        if !each(page) {
+                            return Ok(());
+                        }
+                    }
+                    pending.push(row);
+                }
+                if !pending.is_empty() {
+                    each(columns(&tx, pending, None)?);
+                }
+            }
+            tx.finish()
+        })
+    }
+
+    /// How many files are ready: the files an age preselection chooses
+    /// from, which the deletion cap compares a plan with.
+    pub fn ready_files(&self) -> anyhow::Result<u64> {
+        self.read(|db| {
+            db.prepare_cached("SELECT count(*) FROM files WHERE state = 'ready'")?
+                .query_row([], |row| count(row, 0))
+        })
+    }
 }
 
 /// Turns rows into a page: each entity and kind once, files in columns.
@@ -498,17 +582,34 @@ mod tests {
                 ],
             )
             .unwrap();
-        // File 0 is leased until 5000; file 1 is a cached export's result.
+        // File 0 is leased until 5000; file 1 is being downloaded (until
+        // 5000); file 2 is a cached export's result, last hit at 1500; the
+        // files of d are read by an export of d (until 5000).
         index
             .try_acquire_lease(&format!("file:{}", ids[0]), "me", 4000, 1000, None)
+            .unwrap();
+        index
+            .try_acquire_lease(
+                &crate::index::download_lease_name(FileId(ids[1]), "1"),
+                "me",
+                4000,
+                1000,
+                None,
+            )
             .unwrap();
         index.write(|tx| {
             tx.execute(
                 "INSERT INTO exports (entity_id, entity_version, format, params_sha256, file_id, created_ms, last_access_ms)
-                 SELECT id, 1, 'tar', 'x', ?1, 0, 0 FROM entities WHERE name = 'a'",
-                [ids[1]],
+                 SELECT id, 1, 'tar', 'x', ?1, 0, 1500 FROM entities WHERE name = 'a'",
+                [ids[2]],
             )
         }).unwrap();
+        let d: i64 = index
+            .read(|db| db.query_row("SELECT id FROM entities WHERE name = 'd'", [], |r| r.get(0)))
+            .unwrap();
+        index
+            .try_acquire_lease(&format!("export:{d}:1:tar:abc"), "me", 4000, 1000, None)
+            .unwrap();
 
         let mut pages = Vec::new();
         let mut cursor = Some(RetentionCursor::START);
@@ -571,15 +672,31 @@ mod tests {
         );
         assert_eq!(
             first.flags[1],
-            CandidateFlags::SYNCED | CandidateFlags::EXPORT_HELD
+            CandidateFlags::SYNCED | CandidateFlags::EXPORT_HELD,
+            "a download in progress holds its file"
         );
-        assert_eq!(first.flags[2], CandidateFlags::SYNCED);
+        assert_eq!(
+            first.flags[2],
+            CandidateFlags::SYNCED,
+            "being cached does not hold an export"
+        );
+        assert_eq!(first.last_access_ms[2], 1500, "a cache hit is an access");
         assert_eq!(first.kinds, vec!["capture"]);
-        // After the lease expires it no longer holds the file.
+        let last = &pages[2];
+        let of_d: Vec<u8> = (0..last.files.len())
+            .filter(|&i| last.entities[last.entity[i] as usize].name == "d")
+            .map(|i| last.flags[i])
+            .collect();
+        assert_eq!(
+            of_d,
+            vec![CandidateFlags::SYNCED | CandidateFlags::EXPORT_HELD; 4],
+            "an export being made of d holds its files"
+        );
+        // After the leases expire they no longer hold the files.
         let later = index
             .retention_page(RetentionCursor::START, 4, 9000)
             .unwrap();
-        assert_eq!(later.flags[0], CandidateFlags::SYNCED);
+        assert_eq!(&later.flags[..2], &[CandidateFlags::SYNCED; 2]);
         // With a required destination, only files synced to it are.
         index.write(|tx| {
             tx.execute("INSERT INTO destinations (name, plugin, url, required) VALUES ('s3', 'http-put', 'x', 1)", [])?;
@@ -591,9 +708,116 @@ mod tests {
         let required = index
             .retention_page(RetentionCursor::START, 4, 9000)
             .unwrap();
-        assert_eq!(
-            &required.flags[..3],
-            &[0, CandidateFlags::EXPORT_HELD, CandidateFlags::SYNCED]
+        assert_eq!(&required.flags[..3], &[0, 0, CandidateFlags::SYNCED]);
+    }
+
+    #[test]
+    fn aged_pages_hold_only_old_files_whole_entities_in_order_from_the_age_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("index.sqlite")).unwrap();
+        // Entities x (5 files), y (1), z (3) and 2 files of none, created at
+        // 100, 90, 80...; the cutoff is 95. Some old ones were modified or
+        // read recently: they are not old.
+        let mut files = Vec::new();
+        for (entity, n) in [(Some("x"), 5), (None, 2), (Some("y"), 1), (Some("z"), 3)] {
+            for i in 0..n {
+                let mut new = file(
+                    &format!("files/{}/{i}", entity.unwrap_or("-")),
+                    entity,
+                    100 - 10 * i,
+                );
+                new.mtime_ms = 1;
+                files.push(new);
+            }
+        }
+        files[3].mtime_ms = 500; // x/3: modified recently
+        let ids = ids(&index.insert_files(&files).unwrap());
+        index.touch_file_access(FileId(ids[4]), 600).unwrap(); // x/4: read recently
+        let old = |i: usize| -> bool {
+            let f = &files[i];
+            let touched = if i == 4 {
+                600
+            } else {
+                f.created_ms.max(f.mtime_ms)
+            };
+            touched < 95
+        };
+        // Expected: (entity order: none, x, y, z), newest first within each.
+        let mut expected: Vec<(Option<i64>, i64, i64)> = Vec::new();
+        let entity_of = |i: usize| -> Option<i64> {
+            index
+                .read(|db| {
+                    db.query_row("SELECT entity_id FROM files WHERE id = ?1", [ids[i]], |r| {
+                        r.get(0)
+                    })
+                })
+                .unwrap()
+        };
+        for i in (0..files.len()).filter(|&i| old(i)) {
+            expected.push((entity_of(i), files[i].created_ms, ids[i]));
+        }
+        expected.sort_by_key(|&(e, c, id)| (e, std::cmp::Reverse(c), id));
+        let expected: Vec<i64> = expected.into_iter().map(|(_, _, id)| id).collect();
+        assert!(
+            expected.len() >= 4 && expected.len() < files.len(),
+            "{expected:?}"
         );
+        for target in [1, 2, 3, 100] {
+            let mut pages = Vec::new();
+            index
+                .for_each_aged_page(95, target, 0, |page| {
+                    pages.push(page);
+                    true
+                })
+                .unwrap();
+            let all: Vec<i64> = pages
+                .iter()
+                .flat_map(|p| p.files.iter().map(|f| f.0))
+                .collect();
+            assert_eq!(all, expected, "target {target}");
+            // No entity is on two pages.
+            let names: Vec<Vec<String>> = pages
+                .iter()
+                .map(|p| {
+                    let mut names: Vec<String> = p
+                        .entity
+                        .iter()
+                        .map(|&e| {
+                            if e == NO_ENTITY {
+                                "-".into()
+                            } else {
+                                p.entities[e as usize].name.clone()
+                            }
+                        })
+                        .collect();
+                    names.dedup();
+                    names
+                })
+                .collect();
+            let mut flat = names.concat();
+            let before = flat.len();
+            flat.sort();
+            flat.dedup();
+            assert_eq!(
+                flat.len(),
+                before,
+                "target {target}: split entity in {names:?}"
+            );
+        }
+        // Stopping early stops.
+        let mut seen = 0;
+        index
+            .for_each_aged_page(95, 1, 0, |_| {
+                seen += 1;
+                false
+            })
+            .unwrap();
+        assert_eq!(seen, 1);
+        let plan = index
+            .read(|db| crate::index::inspect::explain(db, &aged_pages()))
+            .unwrap()
+            .join("\n");
+        assert!(plan.contains("files_age"), "{plan}");
+        assert_eq!(index.ready_files().unwrap(), files.len() as u64);
     }
 }

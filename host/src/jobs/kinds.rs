@@ -77,7 +77,7 @@ impl CleanupJob {
         // The plugins as pinned now: a manifest's sha256 pin holds, so this
         // is the set the daemon would load.
         let loaded = plugins::load_all(&self.runtime, config, &self.data_dir.plugins_dir());
-        let policies = match retention::resolve_policies(&config.cleanup, &loaded.registry) {
+        let policies = match retention::resolve_policies(config, &loaded.registry) {
             Ok(policies) => policies,
             Err(error) => {
                 let message = format!("cleanup policies not run: {error}");
