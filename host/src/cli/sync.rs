@@ -1,0 +1,340 @@
+//! `wharf sync [--destination NAME] [--wait]` queues a sync of every file
+//! to the `[[destination]]`s (with --wait it follows it with a progress
+//! bar, in this process through the daemon's own pool and handler when no
+//! daemon runs); `wharf sync status` shows each destination's rows by
+//! state; `wharf sync retry-failed` queues failed files again.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use super::JobsFormat;
+use super::status::human_bytes;
+use crate::config::Config;
+use crate::index::{DestinationId, Enqueued, Index, JobId, JobState, SyncSummary, now_ms};
+use crate::jobs::{self, Pool, PoolSettings, Queue, Trigger};
+use crate::runtime::Runtime;
+use crate::store::DataDir;
+use crate::sync::{self, SyncJob, Uploaders};
+use crate::{lease, plugins};
+
+/// Opens (creating if needed) the index and records the configured
+/// destinations in it, checking `destination` is one of them.
+fn open(
+    data_dir: &DataDir,
+    config: &Config,
+    destination: Option<&str>,
+) -> anyhow::Result<(Arc<Index>, BTreeMap<String, DestinationId>)> {
+    if config.destinations.is_empty() {
+        anyhow::bail!(
+            "no [[destination]] is configured in {}: add one (see the README's Sync section), e.g.\n\n[[destination]]\nname = \"backup\"\nkind = \"local\"\npath = \"/mnt/backup/wharf\"",
+            data_dir.config_path().display()
+        );
+    }
+    if let Some(name) = destination
+        && !config.destinations.iter().any(|d| d.name == name)
+    {
+        let names: Vec<&str> = config
+            .destinations
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect();
+        anyhow::bail!(
+            "--destination {name}: no [[destination]] has that name; configured: {}",
+            names.join(", ")
+        );
+    }
+    data_dir.create().with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            data_dir.root().display()
+        )
+    })?;
+    let index = Arc::new(Index::open(&data_dir.index_path())?);
+    let ids = sync::register_destinations(&index, config)?;
+    Ok((index, ids))
+}
+
+fn selected(
+    ids: &BTreeMap<String, DestinationId>,
+    destination: Option<&str>,
+) -> Vec<DestinationId> {
+    ids.iter()
+        .filter(|(name, _)| destination.is_none_or(|d| d == name.as_str()))
+        .map(|(_, id)| *id)
+        .collect()
+}
+
+/// `wharf sync [--destination NAME] [--wait]`.
+pub(super) fn sync(
+    data_dir: &DataDir,
+    config: &Config,
+    destination: Option<&str>,
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
+    let (index, ids) = open(data_dir, config, destination)?;
+    index.sync_add_missing(&selected(&ids, destination), now_ms())?;
+    let daemon = crate::daemon::running_daemon(&index)?;
+    // The daemon runs every lane; this process runs one.
+    let lanes = match daemon {
+        Some(_) => config.sync.worker_count(),
+        None => 1,
+    };
+    let queue = Queue::new(index.clone(), &config.jobs);
+    let mut jobs = Vec::new();
+    for request in sync::requests(lanes, destination) {
+        let enqueued = queue.enqueue(&request, Trigger::Cli)?;
+        if let Enqueued::RerunSet(id) = enqueued {
+            eprintln!("sync job {id} is running; one more run follows it");
+        }
+        jobs.push(enqueued.id());
+    }
+    let shown: Vec<String> = jobs.iter().map(ToString::to_string).collect();
+    eprintln!("sync queued (job {})", shown.join(", "));
+    if !wait {
+        if daemon.is_none() {
+            eprintln!(
+                "no daemon is running on this data directory: the sync runs when `wharf run` starts (or use --wait)"
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pool = match daemon {
+        Some(_) => None,
+        None => Some(start_pool(data_dir, config, &index, jobs[0])?),
+    };
+    let followed = follow(&index, &jobs, destination);
+    if let Some(pool) = pool {
+        pool.drain(Duration::ZERO);
+    }
+    let failed_jobs = followed?;
+    let summaries = summaries(&index, destination)?;
+    let mut out = std::io::stdout().lock();
+    print_summaries(&mut out, &summaries, None)?;
+    for (id, error) in &failed_jobs {
+        writeln!(out, "sync job {id} did not finish: {error}")?;
+    }
+    let failed: u64 = summaries.iter().map(|s| s.failed).sum();
+    Ok(if failed_jobs.is_empty() && failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// A pool in this process running only job `id`, with the sync handler
+/// over the plugins the daemon would load.
+fn start_pool(
+    data_dir: &DataDir,
+    config: &Config,
+    index: &Arc<Index>,
+    id: JobId,
+) -> anyhow::Result<Pool> {
+    let runtime = Runtime::new(config.runtime_config(&data_dir.compiled_cache_dir()))?;
+    let loaded = plugins::load_all(&runtime, config, &data_dir.plugins_dir());
+    for error in &loaded.errors {
+        eprintln!("plugin not loaded: {error}");
+    }
+    let shared = Arc::new(RwLock::new(config.clone()));
+    let mut handlers = jobs::Handlers::new();
+    handlers.register(
+        sync::SYNC,
+        Arc::new(SyncJob::new(
+            data_dir.clone(),
+            index.clone(),
+            shared,
+            Arc::new(Uploaders::new(&loaded.registry)),
+        )),
+    );
+    let settings = PoolSettings {
+        workers: 1,
+        only: Some(id),
+        ..PoolSettings::from_config(&config.jobs)
+    };
+    Pool::start(index.clone(), lease::this_process(), handlers, settings)
+}
+
+/// Polls the jobs until each has ended, with a bar of the destinations'
+/// files (synced or failed of all) on a terminal. Returns the jobs that
+/// did not end done, with their error.
+fn follow(
+    index: &Index,
+    jobs: &[JobId],
+    destination: Option<&str>,
+) -> anyhow::Result<Vec<(JobId, String)>> {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let style = ProgressStyle::with_template(
+            "{spinner} sync {msg} {bar:30} {pos}/{len} files ({elapsed})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        ProgressBar::new(0).with_style(style)
+    });
+    loop {
+        let mut rows = Vec::with_capacity(jobs.len());
+        for id in jobs {
+            match index.job(*id)? {
+                Some(row) => rows.push(row),
+                None => anyhow::bail!("job {id} vanished from the index"),
+            }
+        }
+        if let Some(bar) = &bar {
+            let summaries = summaries(index, destination)?;
+            let total: u64 = summaries
+                .iter()
+                .map(|s| s.pending + s.in_progress + s.synced + s.retrying + s.failed)
+                .sum();
+            let done: u64 = summaries.iter().map(|s| s.synced + s.failed).sum();
+            let bytes: u64 = summaries.iter().map(|s| s.synced_bytes).sum();
+            bar.set_length(total);
+            bar.set_position(done);
+            bar.set_message(human_bytes(bytes));
+            bar.tick();
+        }
+        if rows.iter().all(|row| row.state.is_final()) {
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
+            return Ok(rows
+                .into_iter()
+                .filter(|row| row.state != JobState::Done)
+                .map(|row| {
+                    let error = format!(
+                        "{}: {}",
+                        row.state,
+                        row.last_error.as_deref().unwrap_or("no error recorded")
+                    );
+                    (row.id, error)
+                })
+                .collect());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn summaries(index: &Index, destination: Option<&str>) -> anyhow::Result<Vec<SyncSummary>> {
+    Ok(index
+        .sync_summaries()?
+        .into_iter()
+        .filter(|s| destination.is_none_or(|d| d == s.destination))
+        .collect())
+}
+
+/// `wharf sync status`.
+pub(super) fn status(
+    data_dir: &DataDir,
+    config: &Config,
+    format: JobsFormat,
+) -> anyhow::Result<ExitCode> {
+    let (index, ids) = open(data_dir, config, None)?;
+    // Files indexed since the last sync are counted as pending.
+    index.sync_add_missing(&selected(&ids, None), now_ms())?;
+    let summaries = summaries(&index, None)?;
+    let empty = index.sync_empty_files()?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        JobsFormat::Json => {
+            let value = json!({
+                "destinations": summaries.iter().map(summary_json).collect::<Vec<_>>(),
+                "skipped_empty_files": empty,
+            });
+            serde_json::to_writer_pretty(&mut out, &value)?;
+            writeln!(out)?;
+        }
+        JobsFormat::Table => print_summaries(&mut out, &summaries, Some(empty))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn summary_json(s: &SyncSummary) -> serde_json::Value {
+    json!({
+        "name": s.destination,
+        "plugin": s.plugin,
+        "url": s.url,
+        "required": s.required,
+        "pending": { "files": s.pending, "bytes": s.pending_bytes },
+        "in_progress": { "files": s.in_progress, "bytes": s.in_progress_bytes },
+        "synced": { "files": s.synced, "bytes": s.synced_bytes },
+        "retrying": { "files": s.retrying, "bytes": s.retrying_bytes },
+        "failed": { "files": s.failed, "bytes": s.failed_bytes },
+        "last_error": s.last_error.as_ref().map(|(path, error)| json!({ "path": path, "error": error })),
+    })
+}
+
+fn print_summaries(
+    out: &mut impl Write,
+    summaries: &[SyncSummary],
+    empty: Option<u64>,
+) -> anyhow::Result<()> {
+    for s in summaries {
+        let required = if s.required { ", required" } else { "" };
+        writeln!(
+            out,
+            "{} ({} → {}{required})",
+            s.destination, s.plugin, s.url
+        )?;
+        writeln!(
+            out,
+            "  pending {} ({}), in progress {} ({}), synced {} ({}), retrying {} ({}), failed {} ({})",
+            s.pending,
+            human_bytes(s.pending_bytes),
+            s.in_progress,
+            human_bytes(s.in_progress_bytes),
+            s.synced,
+            human_bytes(s.synced_bytes),
+            s.retrying,
+            human_bytes(s.retrying_bytes),
+            s.failed,
+            human_bytes(s.failed_bytes),
+        )?;
+        if let Some((path, error)) = &s.last_error {
+            writeln!(out, "  last error: {path}: {error}")?;
+        }
+        if s.failed > 0 {
+            writeln!(
+                out,
+                "  (`wharf sync retry-failed --destination {}` tries the failed files again)",
+                s.destination
+            )?;
+        }
+    }
+    if let Some(empty) = empty.filter(|n| *n > 0) {
+        writeln!(out, "empty files skipped (nothing to upload): {empty}")?;
+    }
+    Ok(())
+}
+
+/// `wharf sync retry-failed [--destination NAME]`.
+pub(super) fn retry_failed(
+    data_dir: &DataDir,
+    config: &Config,
+    destination: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let (index, ids) = open(data_dir, config, destination)?;
+    let requeued = index.sync_retry_failed(&selected(&ids, destination), now_ms())?;
+    println!(
+        "{requeued} failed {} queued again",
+        if requeued == 1 {
+            "file is"
+        } else {
+            "files are"
+        }
+    );
+    if requeued > 0 {
+        match crate::daemon::running_daemon(&index)? {
+            Some(_) => {
+                let queue = Queue::new(index.clone(), &config.jobs);
+                queue.enqueue_many(&sync::requests(config.sync.worker_count(), destination))?;
+            }
+            None => eprintln!(
+                "no daemon is running on this data directory: they sync when `wharf run` starts, or now with `wharf sync --wait`"
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
