@@ -17,3 +17,4 @@ mod plugin_cli;
 mod retention;
 mod sandbox;
 mod support;
+mod sync;

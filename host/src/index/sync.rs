@@ -268,16 +268,22 @@ impl Index {
         })
     }
 
-    /// When the next row of `destinations` that is waiting (pending or
-    /// retrying) becomes due, if any.
-    pub fn sync_next_due(&self, destinations: &[DestinationId]) -> anyhow::Result<Option<i64>> {
+    /// When the next row of `destinations` that waits for a later attempt
+    /// (pending or retrying, due after `now_ms`) becomes due, if any. Rows
+    /// due already but not claimable (a file modified recently, not ready,
+    /// or in progress to another destination) do not count.
+    pub fn sync_next_due(
+        &self,
+        destinations: &[DestinationId],
+        now_ms: i64,
+    ) -> anyhow::Result<Option<i64>> {
         let ids = ids_json(destinations);
         self.read(|db| {
             db.query_row(
                 "SELECT min(next_attempt_ms) FROM sync_status
-                 WHERE state IN ('pending', 'failed') AND next_attempt_ms IS NOT NULL
+                 WHERE state IN ('pending', 'failed') AND next_attempt_ms > ?2
                    AND destination_id IN (SELECT value FROM json_each(?1))",
-                [ids],
+                params![ids, now_ms],
                 |row| row.get(0),
             )
         })
@@ -410,5 +416,116 @@ fn upsert_destination(
             )?;
             Ok(DestinationId(id))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::NewFile;
+
+    fn index_with_files(dir: &std::path::Path, sizes: &[u64]) -> Index {
+        let index = Index::open(&dir.join("index.sqlite")).unwrap();
+        let files: Vec<NewFile> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, size)| NewFile {
+                path: format!("files/{i}.bin"),
+                size: *size,
+                mtime_ms: 1,
+                sha256: "a".repeat(64),
+                kind: "capture".into(),
+                entity: None,
+                created_ms: 1,
+            })
+            .collect();
+        index.insert_files(&files).unwrap();
+        index
+    }
+
+    fn spec(name: &str, url: &str, required: bool) -> DestinationSpec {
+        DestinationSpec {
+            name: name.into(),
+            plugin: "local-dir".into(),
+            url: url.into(),
+            required,
+        }
+    }
+
+    #[test]
+    fn a_file_is_never_claimed_twice_at_once_and_a_dead_jobs_claim_is_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = index_with_files(dir.path(), &[5, 0, 7]);
+        let ids = index
+            .set_destinations(&[spec("a", "/a", false), spec("b", "/b", true)])
+            .unwrap();
+        // Two destinations × two non-empty files; the empty one gets none.
+        assert_eq!(index.sync_add_missing(&ids, 100).unwrap(), 4);
+        assert_eq!(index.sync_add_missing(&ids, 100).unwrap(), 0);
+        let first = index.sync_claim(&ids, JobId(1), 100, 100).unwrap().unwrap();
+        let second = index.sync_claim(&ids, JobId(2), 100, 100).unwrap().unwrap();
+        assert_ne!(first.file_id, second.file_id, "the same file twice at once");
+        // Both files are in progress: nothing else may be claimed.
+        assert_eq!(index.sync_claim(&ids, JobId(3), 100, 100).unwrap(), None);
+        // Job 1 synced its file; job 2 died (no running job row).
+        let synced = SyncOutcome::Synced {
+            remote_ref: "0.bin".into(),
+            sha256: "a".repeat(64),
+        };
+        assert!(index.sync_finish(&first, JobId(1), &synced, 150).unwrap());
+        assert_eq!(index.sync_recover(&ids, JobId(9), 200).unwrap(), 1);
+        // A recovered row no longer answers to the job that held it.
+        assert!(!index.sync_finish(&second, JobId(2), &synced, 210).unwrap());
+        let summaries = index.sync_summaries().unwrap();
+        let b = summaries.iter().find(|s| s.destination == "b").unwrap();
+        assert!(b.required);
+        assert_eq!(
+            (
+                summaries[0].synced + b.synced,
+                summaries[0].pending + b.pending
+            ),
+            (1, 3)
+        );
+        assert_eq!(index.sync_empty_files().unwrap(), 1);
+    }
+
+    #[test]
+    fn failures_wait_for_their_retry_and_retry_failed_makes_them_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = index_with_files(dir.path(), &[5]);
+        let ids = index.set_destinations(&[spec("a", "/a", false)]).unwrap();
+        index.sync_add_missing(&ids, 100).unwrap();
+        let claim = index.sync_claim(&ids, JobId(1), 100, 100).unwrap().unwrap();
+        let retry = SyncOutcome::Retry {
+            error: "503".into(),
+            next_attempt_ms: 500,
+        };
+        index.sync_finish(&claim, JobId(1), &retry, 100).unwrap();
+        assert_eq!(index.sync_claim(&ids, JobId(1), 400, 400).unwrap(), None);
+        assert_eq!(index.sync_next_due(&ids, 400).unwrap(), Some(500));
+        let claim = index.sync_claim(&ids, JobId(1), 500, 500).unwrap().unwrap();
+        assert_eq!(claim.attempts, 1);
+        let failed = SyncOutcome::Failed {
+            error: "403".into(),
+        };
+        index.sync_finish(&claim, JobId(1), &failed, 500).unwrap();
+        assert_eq!(index.sync_next_due(&ids, 500).unwrap(), None);
+        assert_eq!(
+            index.sync_claim(&ids, JobId(1), 9_999, 9_999).unwrap(),
+            None
+        );
+        let summary = &index.sync_summaries().unwrap()[0];
+        assert_eq!((summary.failed, summary.failed_bytes), (1, 5));
+        assert_eq!(summary.last_error.as_ref().unwrap().1, "403");
+        assert_eq!(index.sync_retry_failed(&ids, 600).unwrap(), 1);
+        let claim = index.sync_claim(&ids, JobId(1), 600, 600).unwrap().unwrap();
+        assert_eq!(claim.attempts, 0, "attempts reset");
+        // Changing a destination's place forgets its rows.
+        index
+            .set_destinations(&[spec("a", "/elsewhere", false)])
+            .unwrap();
+        assert_eq!(index.sync_summaries().unwrap()[0].in_progress, 0);
+        assert_eq!(index.set_destinations(&[]).unwrap(), []);
+        assert!(index.sync_summaries().unwrap().is_empty());
     }
 }

@@ -74,6 +74,10 @@ impl CleanupJob {
         if config.cleanup.policies.is_empty() {
             return Ok(failures);
         }
+        // The index's destinations follow wharf.toml before any deletion, so
+        // a `required` destination holds back files not yet synced to it
+        // even when no sync has run since it was configured.
+        crate::sync::register_destinations(&self.index, config).map_err(JobError::Transient)?;
         // The plugins as pinned now: a manifest's sha256 pin holds, so this
         // is the set the daemon would load.
         let loaded = plugins::load_all(&self.runtime, config, &self.data_dir.plugins_dir());

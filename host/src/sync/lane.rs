@@ -262,15 +262,17 @@ impl Handler for SyncJob {
                 .sync_claim(&ids, job.id, now, now.saturating_sub(quiet_ms))
                 .map_err(JobError::Transient)?;
             let Some(claim) = claim else {
+                // A retry due within SHORT_WAIT is waited for here; later
+                // ones are the next sync's.
+                let now = now_ms();
                 match self
                     .index
-                    .sync_next_due(&ids)
+                    .sync_next_due(&ids, now)
                     .map_err(JobError::Transient)?
                 {
-                    Some(due) if due - now_ms() <= SHORT_WAIT.as_millis() as i64 => {
-                        std::thread::sleep(Duration::from_millis(
-                            u64::try_from(due - now_ms()).unwrap_or(0).clamp(10, 1000),
-                        ));
+                    Some(due) if due - now <= SHORT_WAIT.as_millis() as i64 => {
+                        let wait = u64::try_from(due - now).unwrap_or(0).clamp(1, 1000);
+                        std::thread::sleep(Duration::from_millis(wait));
                         continue;
                     }
                     _ => break,
