@@ -16,17 +16,10 @@ fn every_bundled_plugin_loads_and_describes_itself() {
         worlds.push(plugin.world);
     }
     worlds.sort_by_key(|w| w.name());
-    assert_eq!(
-        worlds,
-        vec![
-            World::Exporter,
-            World::Exporter,
-            World::Retention,
-            World::Retention,
-            World::Retention,
-            World::Uploader
-        ]
-    );
+    // Every world has a bundled plugin; the count grows as plugins arrive.
+    for world in [World::Exporter, World::Retention, World::Uploader] {
+        assert!(worlds.contains(&world), "{worlds:?}");
+    }
 }
 
 #[test]

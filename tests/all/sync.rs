@@ -454,19 +454,24 @@ fn http_put_to_a_loopback_server_backs_off_on_503_and_ends_synced_once() {
         data.rows("remote_ref")["files/a.bin"].as_deref(),
         Some(server.url(&format!("/objects/{sha}")).as_str())
     );
-    // Synced again on request: the HEAD finds it, no second PUT.
-    let retried = data.wharf(&["sync", "retry-failed"]);
-    assert!(retried.status.success());
-    let db_before = server.seen().len();
-    let output = data.wharf(&["sync", "--wait"]);
+    // A second destination on the same server: the HEAD finds the object
+    // with its digest, so it is verified without a second PUT.
+    data.rewrite_config(&format!(
+        "[[destination]]\nname = \"web\"\nkind = \"http\"\nurl = \"{0}\"\n\
+         [[destination]]\nname = \"web2\"\nkind = \"http\"\nurl = \"{0}\"\n",
+        server.url("/objects")
+    ));
+    let before = server.seen().len();
+    let output = data.wharf(&["sync", "--wait", "--destination", "web2"]);
     assert!(output.status.success(), "{}", text(&output));
-    assert_eq!(
-        server.seen()[db_before..]
-            .iter()
-            .filter(|s| s.method == "PUT")
-            .count(),
-        0
-    );
+    let methods: Vec<String> = server.seen()[before..]
+        .iter()
+        .map(|s| s.method.clone())
+        .collect();
+    assert!(!methods.contains(&"PUT".to_owned()), "{methods:?}");
+    let status = data.status();
+    assert_eq!(status["destinations"][1]["name"], "web2");
+    assert_eq!(status["destinations"][1]["synced"]["files"], 1, "{status}");
 }
 
 #[test]

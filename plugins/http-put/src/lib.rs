@@ -11,9 +11,9 @@
 //! Verification: the PUT carries the file's digest (`Repr-Digest`, RFC 9530,
 //! and `x-wharf-sha256`); the sha256 reported back is the one the server
 //! states for what it stored (`Repr-Digest` or `x-amz-checksum-sha256` on
-//! the PUT's answer, else on a HEAD asking for it with `Want-Repr-Digest`).
-//! A server that states none leaves the copy unverified, and wharf does not
-//! mark it synced.
+//! the PUT's answer, or on the HEAD, which asks for it with
+//! `Want-Repr-Digest`). A server that states none leaves the copy
+//! unverified, and wharf does not mark it synced.
 //!
 //! Errors: 408, 429 and 5xx are transient (with the server's Retry-After),
 //! other statuses terminal; network failures are the host's transient ones.
@@ -103,22 +103,23 @@ fn put(
         remote_ref: url.clone(),
         remote_sha256,
     };
-    let head = || -> Result<http::Response, PluginError> {
-        let response = http::send(&signed(
-            Request::head(&url).header("want-repr-digest", "sha-256=10"),
-            &credential,
-        ))?;
-        match response.status {
-            200..=299 | 404 | 410 => Ok(response),
-            status => Err(failure("HEAD", &url, status, &response)),
+    let existing = http::send(&signed(
+        Request::head(&url).header("want-repr-digest", "sha-256=10"),
+        &credential,
+    ))?;
+    match existing.status {
+        200 if existing.header("content-length") == Some(file.size.to_string().as_str()) => {
+            // There already. A stated digest decides whether it is this
+            // file; without one the copy stays unverified (and wharf does
+            // not mark it synced), but is not sent again either.
+            match stated_sha256(&existing) {
+                Some(stated) if stated == file.sha256 => return Ok(uploaded(Some(stated))),
+                Some(_) => {}
+                None => return Ok(uploaded(None)),
+            }
         }
-    };
-    let existing = head()?;
-    if existing.status == 200
-        && existing.header("content-length") == Some(file.size.to_string().as_str())
-        && stated_sha256(&existing).as_deref() == Some(file.sha256.as_str())
-    {
-        return Ok(uploaded(Some(file.sha256.clone())));
+        200..=299 | 404 | 410 => {}
+        status => return Err(failure("HEAD", &url, status, &existing)),
     }
     let request = Request::put(&url)
         .header("x-wharf-sha256", &file.sha256)
@@ -128,17 +129,7 @@ fn put(
     if !(200..=299).contains(&response.status) {
         return Err(failure("PUT", &url, response.status, &response));
     }
-    match stated_sha256(&response) {
-        Some(stated) => Ok(uploaded(Some(stated))),
-        None => {
-            let after = head()?;
-            Ok(uploaded(
-                (after.status == 200)
-                    .then(|| stated_sha256(&after))
-                    .flatten(),
-            ))
-        }
-    }
+    Ok(uploaded(stated_sha256(&response)))
 }
 
 /// The error for an unexpected status: transient for 408, 429 and 5xx.
