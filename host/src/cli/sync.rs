@@ -79,7 +79,7 @@ pub(super) fn sync(
     wait: bool,
 ) -> anyhow::Result<ExitCode> {
     let (index, ids) = open(data_dir, config, destination)?;
-    index.sync_add_missing(&selected(&ids, destination), now_ms())?;
+    index.sync_add_missing(&selected(&ids, destination), None, now_ms())?;
     let daemon = crate::daemon::running_daemon(&index)?;
     // The daemon runs every lane; this process runs one.
     let lanes = match daemon {
@@ -233,7 +233,7 @@ pub(super) fn status(
 ) -> anyhow::Result<ExitCode> {
     let (index, ids) = open(data_dir, config, None)?;
     // Files indexed since the last sync are counted as pending.
-    index.sync_add_missing(&selected(&ids, None), now_ms())?;
+    index.sync_add_missing(&selected(&ids, None), None, now_ms())?;
     let summaries = summaries(&index, None)?;
     let empty = index.sync_empty_files()?;
     let mut out = std::io::stdout().lock();

@@ -107,27 +107,32 @@ impl Index {
     }
 
     /// Adds a `pending` row, due at `now_ms`, for every ready file that has
-    /// none for one of `destinations`. Empty files get none: there is
-    /// nothing to upload, and they are reported as skipped. Exports are
-    /// cached results made again on demand, not data to back up: they get
-    /// none either. Returns the rows added.
+    /// none for one of `destinations`, of those with an id above `after`
+    /// (all with `None`). Empty files get none: there is nothing to
+    /// upload, and they are reported as skipped. Exports are cached results
+    /// made again on demand, not data to back up: they get none either.
+    /// Returns the rows added and the largest file id at that moment, the
+    /// `after` of an incremental pass that follows.
     pub fn sync_add_missing(
         &self,
         destinations: &[DestinationId],
+        after: Option<FileId>,
         now_ms: i64,
-    ) -> anyhow::Result<u64> {
+    ) -> anyhow::Result<(u64, FileId)> {
         let ids = ids_json(destinations);
         self.write(|tx| {
+            let last: i64 =
+                tx.query_row("SELECT ifnull(max(id), 0) FROM files", [], |row| row.get(0))?;
             let added = tx.execute(
                 "INSERT INTO sync_status (file_id, destination_id, state, next_attempt_ms)
                  SELECT f.id, d.value, 'pending', ?2
                  FROM json_each(?1) d JOIN files f
-                 WHERE f.state = 'ready' AND f.size > 0 AND f.kind <> 'export'
+                 WHERE f.id > ?3 AND f.state = 'ready' AND f.size > 0 AND f.kind <> 'export'
                    AND NOT EXISTS (SELECT 1 FROM sync_status s
                                    WHERE s.file_id = f.id AND s.destination_id = d.value)",
-                params![ids, now_ms],
+                params![ids, now_ms, after.map_or(i64::MIN, |id| id.0)],
             )?;
-            Ok(added as u64)
+            Ok((added as u64, FileId(last)))
         })
     }
 
@@ -443,6 +448,26 @@ mod tests {
         index
     }
 
+    /// Adds one more file (`files/{n}.bin`, 9 bytes); returns its id.
+    fn index_with_more(index: &Index, n: usize) -> FileId {
+        index
+            .insert_files(&[NewFile {
+                path: format!("files/{n}.bin"),
+                size: 9,
+                mtime_ms: 1,
+                sha256: "b".repeat(64),
+                kind: "capture".into(),
+                entity: None,
+                created_ms: 1,
+            }])
+            .unwrap();
+        index
+            .file_by_path(&format!("files/{n}.bin"))
+            .unwrap()
+            .unwrap()
+            .id
+    }
+
     fn spec(name: &str, url: &str, required: bool) -> DestinationSpec {
         DestinationSpec {
             name: name.into(),
@@ -460,8 +485,9 @@ mod tests {
             .set_destinations(&[spec("a", "/a", false), spec("b", "/b", true)])
             .unwrap();
         // Two destinations × two non-empty files; the empty one gets none.
-        assert_eq!(index.sync_add_missing(&ids, 100).unwrap(), 4);
-        assert_eq!(index.sync_add_missing(&ids, 100).unwrap(), 0);
+        let (added, last) = index.sync_add_missing(&ids, None, 100).unwrap();
+        assert_eq!((added, last), (4, FileId(3)));
+        assert_eq!(index.sync_add_missing(&ids, None, 100).unwrap().0, 0);
         let first = index.sync_claim(&ids, JobId(1), 100, 100).unwrap().unwrap();
         let second = index.sync_claim(&ids, JobId(2), 100, 100).unwrap().unwrap();
         assert_ne!(first.file_id, second.file_id, "the same file twice at once");
@@ -487,6 +513,13 @@ mod tests {
             (1, 3)
         );
         assert_eq!(index.sync_empty_files().unwrap(), 1);
+        // An incremental pass only looks above the last id it saw.
+        let more = index_with_more(&index, 4);
+        assert_eq!(
+            index.sync_add_missing(&ids, Some(last), 300).unwrap(),
+            (2, more)
+        );
+        assert_eq!(index.sync_add_missing(&ids, Some(more), 300).unwrap().0, 0);
     }
 
     #[test]
@@ -494,7 +527,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let index = index_with_files(dir.path(), &[5]);
         let ids = index.set_destinations(&[spec("a", "/a", false)]).unwrap();
-        index.sync_add_missing(&ids, 100).unwrap();
+        index.sync_add_missing(&ids, None, 100).unwrap();
         let claim = index.sync_claim(&ids, JobId(1), 100, 100).unwrap().unwrap();
         let retry = SyncOutcome::Retry {
             error: "503".into(),

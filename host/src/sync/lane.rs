@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::{Destination, SyncPayload, Uploaders, probe, register_destinations, resolve};
 use crate::config::{Config, SyncConfig};
-use crate::index::{DestinationId, Index, SyncClaim, SyncOutcome, now_ms};
+use crate::index::{DestinationId, FileId, Index, SyncClaim, SyncOutcome, now_ms};
 use crate::jobs::{
     Backoff, FailureClass, Handler, JobContext, JobError, Retry, SharedConfig, next_attempt,
 };
@@ -27,6 +27,10 @@ use crate::store::{self, DataDir};
 /// than ending, so short backoffs are kept without a new job.
 const SHORT_WAIT: Duration = Duration::from_secs(1);
 
+/// How often a sync gives rows to every file of the index rather than to
+/// those indexed since the last pass.
+const FULL_PASS: Duration = Duration::from_secs(600);
+
 /// The `sync` job kind.
 pub struct SyncJob {
     data_dir: DataDir,
@@ -34,6 +38,9 @@ pub struct SyncJob {
     config: SharedConfig,
     uploaders: Arc<Uploaders>,
     monitor: Monitor,
+    /// The destinations the last pass gave rows, the largest file id it
+    /// saw, and when the last full pass was.
+    covered: Mutex<Option<(Vec<DestinationId>, FileId, Instant)>>,
 }
 
 impl SyncJob {
@@ -49,6 +56,7 @@ impl SyncJob {
             config,
             uploaders,
             monitor: Monitor::default(),
+            covered: Mutex::new(None),
         }
     }
 
@@ -232,9 +240,7 @@ impl Handler for SyncJob {
         }
         let ids: Vec<DestinationId> = usable.keys().copied().collect();
         let now = now_ms();
-        self.index
-            .sync_add_missing(&ids, now)
-            .map_err(JobError::Transient)?;
+        self.add_missing(&ids, now)?;
         let recovered = self
             .index
             .sync_recover(&ids, job.id, now)
@@ -305,6 +311,29 @@ impl Handler for SyncJob {
 }
 
 impl SyncJob {
+    /// Gives every new file its rows: a full pass over the index when the
+    /// destinations changed or `FULL_PASS` has passed (catching files that
+    /// became ready again, e.g. after `wharf fsck --repair`), otherwise only
+    /// the files indexed since the last pass, so a sync of a large index
+    /// does not scan it every time.
+    fn add_missing(&self, ids: &[DestinationId], now: i64) -> Result<(), JobError> {
+        let mut covered = self.covered.lock().unwrap_or_else(PoisonError::into_inner);
+        let after = match &*covered {
+            Some((same, last, at)) if same == ids && at.elapsed() < FULL_PASS => Some(*last),
+            _ => None,
+        };
+        let (_, last) = self
+            .index
+            .sync_add_missing(ids, after, now)
+            .map_err(JobError::Transient)?;
+        let at = match (&*covered, after) {
+            (Some((_, _, at)), Some(_)) => *at,
+            _ => Instant::now(),
+        };
+        *covered = Some((ids.to_vec(), last, at));
+        Ok(())
+    }
+
     /// Logs what an attempt changed: a terminal failure once (with its
     /// `events` row), a destination's reachability on a change, and the
     /// throughput when its interval has passed.
