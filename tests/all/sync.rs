@@ -483,7 +483,7 @@ fn the_daemon_syncs_what_ingest_adds_and_reports_an_unreachable_destination_once
         .unwrap()
         .port();
     let data = Data::new(&format!(
-        "[sync]\ninterval_ms = 200\nfile_last_modified_ms = 0\n{LOCAL}\
+        "[sync]\ninterval_ms = 200\nfile_last_modified_ms = 0\nlog_interval_ms = 100\n{LOCAL}\
          [[destination]]\nname = \"offline\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{closed}/x\"\n"
     ));
     let mut daemon = data.daemon();
@@ -500,6 +500,15 @@ fn the_daemon_syncs_what_ingest_adds_and_reports_an_unreachable_destination_once
         "the inbox file to be synced",
         Duration::from_secs(60),
         || data.dest.join("set1/a.bin").exists(),
+    );
+    // `wharf sync --wait` beside the daemon: the daemon's lanes run it, and
+    // it returns once a run that started after the request has ended.
+    data.add("later.bin", b"added by the CLI", HOUR);
+    let output = data.wharf(&["sync", "--wait", "--destination", "backup"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(
+        std::fs::read(data.dest.join("later.bin")).unwrap(),
+        b"added by the CLI"
     );
     // Several sync periods pass with the other destination down.
     wait_for("sync runs", Duration::from_secs(30), || {
@@ -533,7 +542,7 @@ fn the_daemon_syncs_what_ingest_adds_and_reports_an_unreachable_destination_once
         .unwrap()
         .clone();
     assert_eq!(
-        offline["pending"]["files"], 1,
+        offline["pending"]["files"], 2,
         "waits, not failed: {status}"
     );
 }

@@ -17,7 +17,7 @@ use serde_json::json;
 use super::JobsFormat;
 use super::status::human_bytes;
 use crate::config::Config;
-use crate::index::{DestinationId, Enqueued, Index, JobId, JobState, SyncSummary, now_ms};
+use crate::index::{DestinationId, Enqueued, Index, JobId, JobRow, JobState, SyncSummary, now_ms};
 use crate::jobs::{self, Pool, PoolSettings, Queue, Trigger};
 use crate::runtime::Runtime;
 use crate::store::DataDir;
@@ -87,15 +87,13 @@ pub(super) fn sync(
         None => 1,
     };
     let queue = Queue::new(index.clone(), &config.jobs);
-    let mut jobs = Vec::new();
-    for request in sync::requests(lanes, destination) {
+    let requests = sync::requests(lanes, destination);
+    let mut lanes = Vec::with_capacity(requests.len());
+    for request in requests {
         let enqueued = queue.enqueue(&request, Trigger::Cli)?;
-        if let Enqueued::RerunSet(id) = enqueued {
-            eprintln!("sync job {id} is running; one more run follows it");
-        }
-        jobs.push(enqueued.id());
+        lanes.push((request, enqueued));
     }
-    let shown: Vec<String> = jobs.iter().map(ToString::to_string).collect();
+    let shown: Vec<String> = lanes.iter().map(|(_, e)| e.id().to_string()).collect();
     eprintln!("sync queued (job {})", shown.join(", "));
     if !wait {
         if daemon.is_none() {
@@ -105,15 +103,38 @@ pub(super) fn sync(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let pool = match daemon {
-        Some(_) => None,
-        None => Some(start_pool(data_dir, config, &index, jobs[0])?),
-    };
-    let followed = follow(&index, &jobs, destination);
-    if let Some(pool) = pool {
-        pool.drain(Duration::ZERO);
+    let bar = progress_bar();
+    let mut failed_jobs = Vec::new();
+    for (request, first) in lanes {
+        // A lane that was running already started before this request: the
+        // run that follows it (queued by this request) is the one to wait
+        // for, found by asking again.
+        let mut current = first;
+        let mut again = matches!(first, Enqueued::RerunSet(_));
+        loop {
+            let id = current.id();
+            let pool = match daemon {
+                Some(_) => None,
+                None => Some(start_pool(data_dir, config, &index, id)?),
+            };
+            let row = follow(&index, id, bar.as_ref(), destination);
+            if let Some(pool) = pool {
+                pool.drain(Duration::ZERO);
+            }
+            let row = row?;
+            if row.state != JobState::Done {
+                let error = row.last_error.as_deref().unwrap_or("no error recorded");
+                failed_jobs.push((id, format!("{}: {error}", row.state)));
+            }
+            if !std::mem::take(&mut again) {
+                break;
+            }
+            current = queue.enqueue(&request, Trigger::Cli)?;
+        }
     }
-    let failed_jobs = followed?;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
     let summaries = summaries(&index, destination)?;
     let mut out = std::io::stdout().lock();
     print_summaries(&mut out, &summaries, None)?;
@@ -160,30 +181,29 @@ fn start_pool(
     Pool::start(index.clone(), lease::this_process(), handlers, settings)
 }
 
-/// Polls the jobs until each has ended, with a bar of the destinations'
-/// files (synced or failed of all) on a terminal. Returns the jobs that
-/// did not end done, with their error.
-fn follow(
-    index: &Index,
-    jobs: &[JobId],
-    destination: Option<&str>,
-) -> anyhow::Result<Vec<(JobId, String)>> {
-    let bar = std::io::stderr().is_terminal().then(|| {
+/// A bar of the destinations' files (synced or failed, of all), on a terminal.
+fn progress_bar() -> Option<ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
         let style = ProgressStyle::with_template(
             "{spinner} sync {msg} {bar:30} {pos}/{len} files ({elapsed})",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar());
         ProgressBar::new(0).with_style(style)
-    });
+    })
+}
+
+/// Polls job `id` until it has ended, moving `bar`.
+fn follow(
+    index: &Index,
+    id: JobId,
+    bar: Option<&ProgressBar>,
+    destination: Option<&str>,
+) -> anyhow::Result<JobRow> {
     loop {
-        let mut rows = Vec::with_capacity(jobs.len());
-        for id in jobs {
-            match index.job(*id)? {
-                Some(row) => rows.push(row),
-                None => anyhow::bail!("job {id} vanished from the index"),
-            }
-        }
-        if let Some(bar) = &bar {
+        let Some(row) = index.job(id)? else {
+            anyhow::bail!("job {id} vanished from the index");
+        };
+        if let Some(bar) = bar {
             let summaries = summaries(index, destination)?;
             let total: u64 = summaries
                 .iter()
@@ -196,22 +216,8 @@ fn follow(
             bar.set_message(human_bytes(bytes));
             bar.tick();
         }
-        if rows.iter().all(|row| row.state.is_final()) {
-            if let Some(bar) = &bar {
-                bar.finish_and_clear();
-            }
-            return Ok(rows
-                .into_iter()
-                .filter(|row| row.state != JobState::Done)
-                .map(|row| {
-                    let error = format!(
-                        "{}: {}",
-                        row.state,
-                        row.last_error.as_deref().unwrap_or("no error recorded")
-                    );
-                    (row.id, error)
-                })
-                .collect());
+        if row.state.is_final() {
+            return Ok(row);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
