@@ -604,3 +604,31 @@ fn a_required_destination_keeps_retention_from_deleting_an_unsynced_file() {
         b"keep me until copied"
     );
 }
+
+#[test]
+fn a_plugin_quarantined_for_trapping_leaves_the_remaining_files_pending() {
+    // `http` on a local destination: every call is denied, a trap.
+    let data = Data::new(
+        "[plugins]\nquarantine_after = 2\n[[destination]]\nname = \"backup\"\nkind = \"local\"\npath = \"DEST\"\n\
+         plugin = \"hostile-uploader\"\nparams = { mode = \"http\" }\n",
+    );
+    install_hostile_uploader(&data);
+    for i in 0..5 {
+        data.add(&format!("f{i}.bin"), format!("file {i}").as_bytes(), HOUR);
+    }
+    let output = data.wharf(&["sync", "--wait"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("quarantined"), "{stderr}");
+    let status = data.status();
+    let backup = &status["destinations"][0];
+    assert_eq!(backup["failed"]["files"], 2, "{status}");
+    assert_eq!(backup["pending"]["files"], 3, "{status}");
+    assert!(
+        backup["last_error"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("access denied"),
+        "{status}"
+    );
+}

@@ -206,6 +206,14 @@ impl SyncJob {
                     ),
                 },
             },
+            Err(CallError::Quarantined(traps)) => {
+                let error = format!(
+                    "destination {}: plugin {} is quarantined after {traps} consecutive traps; fix it and reload plugins (SIGHUP)",
+                    destination.name, destination.plugin
+                );
+                self.monitor.reachability(&destination.name, Err(&error));
+                SyncOutcome::Released
+            }
             Err(error) => {
                 let message = format!("plugin {} {error}", destination.plugin);
                 match (&error, error.class()) {
@@ -234,11 +242,11 @@ impl Handler for SyncJob {
         let payload: SyncPayload = serde_json::from_str(job.payload).map_err(|err| {
             JobError::Terminal(anyhow::anyhow!("a sync job's payload is not valid: {err}"))
         })?;
-        let usable = self.usable(&config, &payload)?;
+        let mut usable = self.usable(&config, &payload)?;
         if usable.is_empty() {
             return Ok(());
         }
-        let ids: Vec<DestinationId> = usable.keys().copied().collect();
+        let mut ids: Vec<DestinationId> = usable.keys().copied().collect();
         let now = now_ms();
         self.add_missing(&ids, now)?;
         let recovered = self
@@ -302,6 +310,15 @@ impl Handler for SyncJob {
                     started.elapsed(),
                     &config.sync,
                 );
+            }
+            if outcome == SyncOutcome::Released {
+                // The destination cannot take files now (its plugin is
+                // quarantined): its rows wait for the next sync.
+                usable.remove(&claim.destination_id);
+                ids.retain(|id| *id != claim.destination_id);
+                if ids.is_empty() {
+                    break;
+                }
             }
             done += 1;
             job.progress(done, None);
