@@ -173,7 +173,10 @@ const LOCAL: &str = "[[destination]]\nname = \"backup\"\nkind = \"local\"\npath 
 
 #[test]
 fn sync_wait_copies_files_verified_under_their_paths_and_skips_empty_and_recent_ones() {
-    let data = Data::new(&format!("[sync]\nfile_last_modified_ms = 600000\n{LOCAL}"));
+    // Three lanes, all run by `sync --wait` itself (no daemon).
+    let data = Data::new(&format!(
+        "[sync]\nworkers = 3\nfile_last_modified_ms = 600000\n{LOCAL}"
+    ));
     let big: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
     data.add("set1/a.bin", b"alpha", HOUR);
     data.add("set1/deep/b.bin", &big, HOUR);
@@ -609,7 +612,7 @@ fn a_required_destination_keeps_retention_from_deleting_an_unsynced_file() {
 fn a_plugin_quarantined_for_trapping_leaves_the_remaining_files_pending() {
     // `http` on a local destination: every call is denied, a trap.
     let data = Data::new(
-        "[plugins]\nquarantine_after = 2\n[[destination]]\nname = \"backup\"\nkind = \"local\"\npath = \"DEST\"\n\
+        "[plugins]\nquarantine_after = 2\n[sync]\nworkers = 1\n[[destination]]\nname = \"backup\"\nkind = \"local\"\npath = \"DEST\"\n\
          plugin = \"hostile-uploader\"\nparams = { mode = \"http\" }\n",
     );
     install_hostile_uploader(&data);

@@ -1,7 +1,7 @@
 //! `wharf sync [--destination NAME] [--wait]` queues a sync of every file
 //! to the `[[destination]]`s (with --wait it follows it with a progress
-//! bar, in this process through the daemon's own pool and handler when no
-//! daemon runs); `wharf sync status` shows each destination's rows by
+//! bar; when no daemon runs, this process runs every lane through the
+//! daemon's own pool and handler); `wharf sync status` shows each destination's rows by
 //! state; `wharf sync retry-failed` queues failed files again.
 
 use std::collections::BTreeMap;
@@ -81,13 +81,8 @@ pub(super) fn sync(
     let (index, ids) = open(data_dir, config, destination)?;
     index.sync_add_missing(&selected(&ids, destination), None, now_ms())?;
     let daemon = crate::daemon::running_daemon(&index)?;
-    // The daemon runs every lane; this process runs one.
-    let lanes = match daemon {
-        Some(_) => config.sync.worker_count(),
-        None => 1,
-    };
     let queue = Queue::new(index.clone(), &config.jobs);
-    let requests = sync::requests(lanes, destination);
+    let requests = sync::requests(config.sync.worker_count(), destination);
     let mut lanes = Vec::with_capacity(requests.len());
     for request in requests {
         let enqueued = queue.enqueue(&request, Trigger::Cli)?;
@@ -103,37 +98,44 @@ pub(super) fn sync(
         }
         return Ok(ExitCode::SUCCESS);
     }
+    // Without a daemon this process runs every lane: a pool restricted to
+    // each lane's job, all with one sync handler.
+    let handlers = match daemon {
+        Some(_) => None,
+        None => Some(sync_handlers(data_dir, config, &index)?),
+    };
+    let mut pools = Vec::new();
+    if let Some(handlers) = &handlers {
+        for (_, enqueued) in &lanes {
+            pools.push(start_pool(config, &index, handlers, enqueued.id())?);
+        }
+    }
     let bar = progress_bar();
     let mut failed_jobs = Vec::new();
-    for (request, first) in lanes {
-        // A lane that was running already started before this request: the
-        // run that follows it (queued by this request) is the one to wait
-        // for, found by asking again.
-        let mut current = first;
-        let mut again = matches!(first, Enqueued::RerunSet(_));
-        loop {
-            let id = current.id();
-            let pool = match daemon {
-                Some(_) => None,
-                None => Some(start_pool(data_dir, config, &index, id)?),
-            };
-            let row = follow(&index, id, bar.as_ref(), destination);
-            if let Some(pool) = pool {
-                pool.drain(Duration::ZERO);
+    let followed = follow_lanes(
+        &queue,
+        &index,
+        &lanes,
+        destination,
+        bar.as_ref(),
+        &mut |id| {
+            if let Some(handlers) = &handlers {
+                pools.push(start_pool(config, &index, handlers, id)?);
             }
-            let row = row?;
-            if row.state != JobState::Done {
-                let error = row.last_error.as_deref().unwrap_or("no error recorded");
-                failed_jobs.push((id, format!("{}: {error}", row.state)));
-            }
-            if !std::mem::take(&mut again) {
-                break;
-            }
-            current = queue.enqueue(&request, Trigger::Cli)?;
-        }
+            Ok(())
+        },
+    );
+    for pool in pools {
+        pool.drain(Duration::ZERO);
     }
     if let Some(bar) = &bar {
         bar.finish_and_clear();
+    }
+    for (id, row) in followed? {
+        if row.state != JobState::Done {
+            let error = row.last_error.as_deref().unwrap_or("no error recorded");
+            failed_jobs.push((id, format!("{}: {error}", row.state)));
+        }
     }
     let summaries = summaries(&index, destination)?;
     let mut out = std::io::stdout().lock();
@@ -149,36 +151,79 @@ pub(super) fn sync(
     })
 }
 
-/// A pool in this process running only job `id`, with the sync handler
-/// over the plugins the daemon would load.
-fn start_pool(
+/// Follows each lane's job to its end, in turn; `started` runs a job this
+/// process must run itself (a rerun queued while following). Returns every
+/// followed job's last row.
+fn follow_lanes(
+    queue: &Queue,
+    index: &Index,
+    lanes: &[(crate::jobs::Request, Enqueued)],
+    destination: Option<&str>,
+    bar: Option<&ProgressBar>,
+    started: &mut dyn FnMut(JobId) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<(JobId, JobRow)>> {
+    let mut rows = Vec::new();
+    for (request, first) in lanes {
+        // A lane that was running already started before this request: the
+        // run that follows it (queued by this request) is the one to wait
+        // for, found by asking again.
+        let mut current = *first;
+        let mut again = matches!(first, Enqueued::RerunSet(_));
+        loop {
+            let id = current.id();
+            rows.push((id, follow(index, id, bar, destination)?));
+            if !std::mem::take(&mut again) {
+                break;
+            }
+            current = queue.enqueue(request, Trigger::Cli)?;
+            started(current.id())?;
+        }
+    }
+    Ok(rows)
+}
+
+/// The sync handler over the plugins the daemon would load.
+fn sync_handlers(
     data_dir: &DataDir,
     config: &Config,
     index: &Arc<Index>,
-    id: JobId,
-) -> anyhow::Result<Pool> {
+) -> anyhow::Result<jobs::Handlers> {
     let runtime = Runtime::new(config.runtime_config(&data_dir.compiled_cache_dir()))?;
     let loaded = plugins::load_all(&runtime, config, &data_dir.plugins_dir());
     for error in &loaded.errors {
         eprintln!("plugin not loaded: {error}");
     }
-    let shared = Arc::new(RwLock::new(config.clone()));
     let mut handlers = jobs::Handlers::new();
     handlers.register(
         sync::SYNC,
         Arc::new(SyncJob::new(
             data_dir.clone(),
             index.clone(),
-            shared,
+            Arc::new(RwLock::new(config.clone())),
             Arc::new(Uploaders::new(&loaded.registry)),
         )),
     );
+    Ok(handlers)
+}
+
+/// A pool in this process running only job `id`.
+fn start_pool(
+    config: &Config,
+    index: &Arc<Index>,
+    handlers: &jobs::Handlers,
+    id: JobId,
+) -> anyhow::Result<Pool> {
     let settings = PoolSettings {
         workers: 1,
         only: Some(id),
         ..PoolSettings::from_config(&config.jobs)
     };
-    Pool::start(index.clone(), lease::this_process(), handlers, settings)
+    Pool::start(
+        index.clone(),
+        lease::this_process(),
+        handlers.clone(),
+        settings,
+    )
 }
 
 /// A bar of the destinations' files (synced or failed, of all), on a terminal.
