@@ -7,6 +7,7 @@
 #   bash benches/sync.sh            # needs hyperfine (apt-get install -y hyperfine) and sqlite3
 #   WORK=/some/dir bash benches/sync.sh   # works in a new directory under it
 #   WHARF=/path/to/wharf BIG_BYTES=100000000 SMALL_FILES=1000 RUNS=2 bash benches/sync.sh  # a smoke run
+#   SYNC_WORKERS=4 SETS=small bash benches/sync.sh   # [sync] workers = 4 (default 0: half the cores), small files only
 #
 # Two data directories are made once with `wharf add`: one holding a file of
 # BIG_BYTES (1 GiB), one SMALL_FILES (10,000) files of 100 KiB. Before every
@@ -34,6 +35,8 @@ BIG_BYTES=${BIG_BYTES:-$((1 << 30))}
 SMALL_FILES=${SMALL_FILES:-10000}
 SMALL_BYTES=$((100 * 1024))
 RUNS=${RUNS:-5}
+SYNC_WORKERS=${SYNC_WORKERS:-0}
+SETS=${SETS:-big small}
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
 
@@ -44,6 +47,7 @@ make_data() {
 [api]
 enabled = false
 [sync]
+workers = $SYNC_WORKERS
 file_last_modified_ms = 0
 [[destination]]
 name = "bench"
@@ -96,7 +100,9 @@ run() {
     echo "$set: wharf throughput / cp's = $(ratio "$cp" "$wharf") (target >= 0.9); / (cp + sync)'s = $(ratio "$cp_sync" "$wharf")"
 }
 
-echo "== one file of $BIG_BYTES bytes"
-run big "$BIG_BYTES"
-echo "== $SMALL_FILES files of $SMALL_BYTES bytes"
-run small $((SMALL_FILES * SMALL_BYTES))
+for set in $SETS; do
+    case $set in
+        big) echo "== one file of $BIG_BYTES bytes"; run big "$BIG_BYTES" ;;
+        small) echo "== $SMALL_FILES files of $SMALL_BYTES bytes"; run small $((SMALL_FILES * SMALL_BYTES)) ;;
+    esac
+done
