@@ -302,8 +302,7 @@ pub fn plan(
         for (i, file) in page.files.iter().enumerate() {
             shown.insert(*file, (page.sizes[i], page.flags[i]));
         }
-        let mut batch = batch(page);
-        let decided = session.plan(&mut batch).map_err(failed)?;
+        let decided = session.plan(batch(page)).map_err(failed)?;
         plan.planned.extend(planned_files(&decided, &shown));
     }
     let decided = session.finish().map_err(failed)?;

@@ -7,7 +7,8 @@
 //!   index.sqlite      the index
 //!   plugins/          NAME.toml manifests and their .wasm files
 //!   cache/compiled/   compiled plugins (0700)
-//!   tmp/              work in progress, renamed into place when complete
+//!   tmp/              work in progress, renamed into place when complete (`*.part`);
+//!                     ingest's copies and journals are `ingest.*`; ingest runs lock it
 //!   inbox/            files dropped here are ingested (inbox/ENTITY/... gives the entity)
 //!   files/            tracked files; the index names them `files/...`
 //!   exports/          cached exports, `exports/ENTITY-ID/vVERSION/FORMAT-PARAMS/NAME`
@@ -30,6 +31,41 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The store's directory name, and the first component of every index path
 /// of a tracked file (`files/set/a.bin`).
 pub const FILES: &str = "files";
+
+/// The first part of the name of everything ingest keeps in `tmp/`.
+const INGEST_PREFIX: &str = "ingest.";
+/// The suffix of a file being written in `tmp/`, by any writer.
+const PART: &str = ".part";
+/// The suffix of an ingest journal in `tmp/`.
+const JOURNAL: &str = ".journal";
+
+/// A file in `tmp/`.
+#[derive(Debug)]
+pub struct TmpFile {
+    pub path: PathBuf,
+    pub kind: TmpKind,
+    /// From lstat.
+    pub metadata: std::fs::Metadata,
+}
+
+/// What a file in `tmp/` is, by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TmpKind {
+    /// `ingest.*.part`: an ingest's copy of a file from another filesystem.
+    IngestCopy,
+    /// `ingest.*.journal`: what an ingest run was placing in the store.
+    IngestJournal,
+    /// Another `*.part`: an export's output or a local-store copy.
+    OtherPart,
+    Other,
+}
+
+impl TmpKind {
+    /// Work in progress, or left behind by a writer that died: a `*.part`.
+    pub fn is_part(self) -> bool {
+        matches!(self, TmpKind::IngestCopy | TmpKind::OtherPart)
+    }
+}
 
 /// The index path of a file stored directly under the store by `name`
 /// (`a.bin` → `files/a.bin`).
@@ -242,28 +278,83 @@ impl DataDir {
         }
     }
 
-    /// Creates a new, empty file under `tmp/` for work in progress, with a
+    /// Creates a new, empty file under `tmp/` for an ingest's copy of a
+    /// file from another filesystem, `tmp/ingest.PID.N.HINT.part`, with a
     /// name no other writer uses; rename it into place with [`place`] once
-    /// it is complete and synced.
-    pub fn create_tmp_file(&self, hint: &str) -> io::Result<(File, PathBuf)> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
+    /// it is complete and synced. The prefix tells ingest's own leftovers
+    /// from other writers' (see [`TmpFile`]).
+    pub fn create_ingest_copy(&self, hint: &str) -> io::Result<(File, PathBuf)> {
         let hint: String = hint
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
             .take(64)
             .collect();
+        self.create_unique_tmp(|pid, n| format!("{INGEST_PREFIX}{pid}.{n}.{hint}{PART}"))
+    }
+
+    /// Creates a new, empty ingest journal, `tmp/ingest.PID.N.journal`:
+    /// what one ingest run is placing in the store, so a run after a crash
+    /// can index what was placed and not committed.
+    pub fn create_ingest_journal(&self) -> io::Result<(File, PathBuf)> {
+        self.create_unique_tmp(|pid, n| format!("{INGEST_PREFIX}{pid}.{n}{JOURNAL}"))
+    }
+
+    fn create_unique_tmp(&self, name: impl Fn(u32, u64) -> String) -> io::Result<(File, PathBuf)> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
         loop {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path = self
-                .tmp_dir()
-                .join(format!("{}.{n}.{hint}.part", std::process::id()));
-            match File::options().write(true).create_new(true).open(&path) {
+            let path = self.tmp_dir().join(name(std::process::id(), n));
+            match File::options().append(true).create_new(true).open(&path) {
                 Ok(file) => return Ok((file, path)),
                 // Left behind by an earlier process with our pid: pick another name.
                 Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(error) => return Err(error),
             }
         }
+    }
+
+    /// Opens `tmp/` itself, for the ingest runs' advisory lock on it (see
+    /// `ingest`): a directory is never removed by orphan GC, unlike a lock
+    /// file inside it.
+    pub fn open_tmp_dir(&self) -> io::Result<File> {
+        File::open(self.tmp_dir())
+    }
+
+    /// The regular files directly in `tmp/` (work in progress writes no
+    /// subdirectories), each with what it is by its name. A missing `tmp/`
+    /// has none.
+    pub fn tmp_files(&self) -> io::Result<Vec<TmpFile>> {
+        let entries = match std::fs::read_dir(self.tmp_dir()) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(error),
+        };
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let metadata = match entry.path().symlink_metadata() {
+                Ok(metadata) if metadata.is_file() => metadata,
+                Ok(_) => continue,
+                // Removed since it was listed (a run finished it).
+                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(error),
+            };
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let kind = match (name.starts_with(INGEST_PREFIX), name.ends_with(PART)) {
+                (true, true) => TmpKind::IngestCopy,
+                (true, false) if name.ends_with(JOURNAL) => TmpKind::IngestJournal,
+                (_, true) => TmpKind::OtherPart,
+                _ => TmpKind::Other,
+            };
+            files.push(TmpFile {
+                path: entry.path(),
+                kind,
+                metadata,
+            });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(files)
     }
 
     /// Creates the directories that must exist; idempotent.
@@ -346,6 +437,35 @@ mod tests {
             (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap()),
             (b"other".to_vec(), b"new".to_vec())
         );
+    }
+
+    #[test]
+    fn tmp_files_tell_ingest_leftovers_from_other_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path());
+        data.create().unwrap();
+        let (_, copy) = data.create_ingest_copy("files/set/a.bin").unwrap();
+        let (_, journal) = data.create_ingest_journal().unwrap();
+        let export = data.new_tmp_path("tar-export");
+        std::fs::write(&export, b"x").unwrap();
+        std::fs::write(data.tmp_dir().join("notes"), b"x").unwrap();
+        std::fs::create_dir(data.tmp_dir().join("sub.part")).unwrap();
+        let kinds: Vec<(PathBuf, TmpKind)> = data
+            .tmp_files()
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.path, f.kind))
+            .collect();
+        let mut expected = vec![
+            (copy, TmpKind::IngestCopy),
+            (journal, TmpKind::IngestJournal),
+            (export, TmpKind::OtherPart),
+            (data.tmp_dir().join("notes"), TmpKind::Other),
+        ];
+        expected.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(kinds, expected);
+        assert!(TmpKind::IngestCopy.is_part() && TmpKind::OtherPart.is_part());
+        assert!(!TmpKind::IngestJournal.is_part());
     }
 
     #[test]

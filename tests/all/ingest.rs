@@ -498,6 +498,7 @@ fn a_source_on_another_filesystem_is_copied_through_tmp_and_removed_after_the_co
     };
     let source = source_dir.path().join("remote.bin");
     old_file(&source, &content);
+    let source_mtime = std::fs::metadata(&source).unwrap();
     // While the copy is being finished, the store has nothing under the name
     // yet and the source is intact: a crash here loses nothing.
     let files_dir = fx.data.files_dir();
@@ -518,6 +519,13 @@ fn a_source_on_another_filesystem_is_copied_through_tmp_and_removed_after_the_co
     assert_eq!(
         fx.indexed_sha256("files/remote.bin"),
         Some(sha256(&content))
+    );
+    // Like `mv` across filesystems, the copy keeps the source's modification
+    // time: it never looks like a file still being written.
+    let stored = std::fs::metadata(fx.data.files_dir().join("remote.bin")).unwrap();
+    assert_eq!(
+        (stored.mtime(), stored.mtime_nsec()),
+        (source_mtime.mtime(), source_mtime.mtime_nsec())
     );
     assert_eq!(std::fs::read_dir(fx.data.tmp_dir()).unwrap().count(), 0);
 }
@@ -651,4 +659,396 @@ fn wharf_add_exits_0_when_all_is_ingested_1_when_some_is_not_and_2_on_error() {
     let (code, text) = run(&[other.as_os_str()]);
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("ingest.max_file_size_bytes"), "{text}");
+}
+
+/// Index paths of the tracked files under `prefix`, with their sha256.
+fn tracked_under(index: &Index, prefix: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    index
+        .for_each_file(|row| {
+            if row.path.starts_with(prefix) {
+                found.push((row.path, row.sha256));
+            }
+            Ok(())
+        })
+        .unwrap();
+    found
+}
+
+fn tmp_names(data: &DataDir) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(data.tmp_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_run_stopped_between_placing_and_committing_is_finished_by_the_next_run() {
+    for copy in [false, true] {
+        let fx = Fixture::new();
+        let dir = fx.sources().join("set");
+        std::fs::create_dir_all(&dir).unwrap();
+        let content = |i: usize| format!("file {i} of the batch").into_bytes();
+        for i in 0..10 {
+            old_file(&dir.join(format!("{i}.bin")), &content(i));
+        }
+        let mut ingesting = options();
+        ingesting.always_copy = copy;
+        // Stops the run like a kill once four files are in the store and
+        // none of them is committed (one hand-off, one batch).
+        let mut stopping = ingesting.clone();
+        stopping.hash_threads = 1;
+        let placed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        stopping.after_place = Some(Arc::new(move |_: &Path| {
+            if placed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 3 {
+                panic!("stopped after placing 4 files, as a kill would");
+            }
+        }));
+        let stopped =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fx.add(&[&dir], &stopping)));
+        assert!(stopped.is_err(), "the run was stopped");
+        let in_store = std::fs::read_dir(fx.data.files_dir().join("set"))
+            .unwrap()
+            .count();
+        assert_eq!(in_store, 4, "copy: {copy}");
+        assert!(tracked_under(&fx.index, "files/set/").is_empty());
+        assert!(
+            tmp_names(&fx.data).iter().any(|n| n.ends_with(".journal")),
+            "{:?}",
+            tmp_names(&fx.data)
+        );
+
+        // One plain rerun of the same command finishes everything.
+        let report = fx.add(&[&dir], &ingesting);
+        assert_eq!(report.recovered.indexed.len(), 4, "copy: {copy}");
+        assert_eq!(
+            report.counts().failed + report.counts().skipped,
+            0,
+            "{report:#?}"
+        );
+        // A copy's source was still there: the rerun found its commit and
+        // removed it, so it counts as ingested now.
+        let expected = if copy { 10 } else { 6 };
+        assert_eq!(report.counts().ingested, expected, "{report:#?}");
+        let mut tracked = tracked_under(&fx.index, "files/set/");
+        tracked.sort();
+        let mut wanted: Vec<(String, String)> = (0..10)
+            .map(|i| (format!("files/set/{i}.bin"), sha256(&content(i))))
+            .collect();
+        wanted.sort();
+        assert_eq!(tracked, wanted, "copy: {copy}");
+        for i in 0..10 {
+            let stored = fx.data.files_dir().join(format!("set/{i}.bin"));
+            assert_eq!(std::fs::read(stored).unwrap(), content(i));
+        }
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "sources gone");
+        assert_eq!(tmp_names(&fx.data), Vec::<String>::new(), "tmp/ is empty");
+    }
+}
+
+#[test]
+fn an_interrupted_move_is_finished_from_its_destination_without_a_journal() {
+    for copy in [false, true] {
+        let fx = Fixture::new();
+        let dir = fx.sources().join("set");
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = fx.data.files_dir().join("set");
+        std::fs::create_dir_all(&store).unwrap();
+
+        // Placed, not committed: the source's bytes in the store, untracked.
+        let placed = dir.join("placed.bin");
+        old_file(&placed, b"placed bytes");
+        std::fs::copy(&placed, store.join("placed.bin")).unwrap();
+        // Committed, the copied source not removed yet: tracked with the
+        // source's sha256, size and modification time.
+        let committed = dir.join("committed.bin");
+        old_file(&committed, b"committed bytes");
+        std::fs::copy(&committed, store.join("committed.bin")).unwrap();
+        let mtime = std::fs::metadata(&committed).unwrap().modified().unwrap();
+        let mtime_ms = mtime
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        fx.index
+            .insert_files(&[wharf::index::NewFile {
+                path: "files/set/committed.bin".into(),
+                size: 15,
+                mtime_ms,
+                sha256: sha256(b"committed bytes"),
+                kind: "capture".into(),
+                entity: Some("set".into()),
+                created_ms: 0,
+            }])
+            .unwrap();
+        // Something else of the same size sits untracked where it goes.
+        let clash = dir.join("clash.bin");
+        old_file(&clash, b"clash A");
+        std::fs::write(store.join("clash.bin"), b"clash B").unwrap();
+
+        let mut ingesting = options();
+        ingesting.always_copy = copy;
+        let report = fx.add(&[&dir], &ingesting);
+        for (source, path, bytes) in [
+            (&placed, "files/set/placed.bin", &b"placed bytes"[..]),
+            (&committed, "files/set/committed.bin", b"committed bytes"),
+        ] {
+            assert!(
+                matches!(outcome(&report, source), Outcome::Ingested { path: p, .. } if p == path),
+                "copy: {copy}: {report:#?}"
+            );
+            assert!(!source.exists(), "{source:?}: the move is finished");
+            assert_eq!(fx.indexed_sha256(path), Some(sha256(bytes)));
+        }
+        let reason = failed_with(&report, &clash, "not indexed is already there");
+        assert!(reason.contains("wharf fsck --repair"), "{reason}");
+        assert_eq!(std::fs::read(&clash).unwrap(), b"clash A");
+        assert_eq!(std::fs::read(store.join("clash.bin")).unwrap(), b"clash B");
+        assert_eq!(fx.indexed_sha256("files/set/clash.bin"), None);
+        assert_eq!(tmp_names(&fx.data), Vec::<String>::new(), "tmp/ is empty");
+        // A run that places nothing leaves nothing in tmp/ either.
+        let report = fx.add(&[&dir], &ingesting);
+        failed_with(&report, &clash, "not indexed is already there");
+        assert_eq!(report.files.len(), 1, "{report:#?}");
+        assert_eq!(tmp_names(&fx.data), Vec::<String>::new(), "tmp/ is empty");
+    }
+}
+
+/// Runs the `wharf` binary on a data directory, returning (exit code, stdout + stderr).
+fn wharf(data: &Path, args: &[&OsStr]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_wharf-under-test"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text)
+}
+
+#[test]
+fn a_killed_copys_leftover_is_removed_by_the_next_add_never_a_live_runs_and_status_counts_it() {
+    let fx = Fixture::new();
+    let data = fx.data.root();
+    let tmp = fx.data.tmp_dir();
+    let leftover = tmp.join("ingest.4242.7.filesa.bin.part");
+    old_file(&leftover, &[1; 1000]);
+    // Another writer's partial file (an export's output): never ingest's to remove.
+    let export_part = tmp.join("4242.8.0badf00d.tar-export.part");
+    old_file(&export_part, b"export");
+    let (code, text) = wharf(data, &["status".as_ref()]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("tmp: 2 partial file(s) (1006 B), 1 of them ingest copies"),
+        "{text}"
+    );
+
+    // While another ingest run is alive (it holds tmp/ shared), what is in
+    // tmp/ may be its work in progress: nothing is removed.
+    let live = std::fs::File::open(&tmp).unwrap();
+    live.lock_shared().unwrap();
+    let a = fx.sources().join("a.bin");
+    old_file(&a, b"a");
+    let (code, text) = wharf(data, &["add".as_ref(), a.as_os_str()]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(leftover.exists(), "a live run's copy stays: {text}");
+    drop(live);
+
+    let b = fx.sources().join("b.bin");
+    old_file(&b, b"b");
+    let (code, text) = wharf(data, &["add".as_ref(), b.as_os_str()]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("removed 1 copy(ies)") && text.contains("(1000 B)"),
+        "{text}"
+    );
+    assert!(!leftover.exists());
+    assert!(
+        export_part.exists(),
+        "other writers' files are left to orphan GC"
+    );
+    let (_, text) = wharf(data, &["status".as_ref()]);
+    assert!(
+        text.contains("tmp: 1 partial file(s) (6 B), 0 of them ingest copies"),
+        "{text}"
+    );
+    std::fs::remove_file(&export_part).unwrap();
+    let (_, text) = wharf(data, &["status".as_ref()]);
+    assert!(text.contains("tmp: no partial files"), "{text}");
+}
+
+/// The content of file `i` of a crash test batch: `size(i)` bytes that
+/// differ from file to file.
+fn batch_content(i: usize, size: usize) -> Vec<u8> {
+    let seed = format!("file {i} ");
+    seed.bytes().cycle().take(size.max(seed.len())).collect()
+}
+
+/// `wharf add SOURCES` killed with SIGKILL at many moments (right after its
+/// start, after one file, then after each eighth of what is left),
+/// each kill followed at once by the next run; then ONE plain rerun of the
+/// same command, with no wait and no other step, must leave every file
+/// stored once with its bytes, its source gone, the index and `wharf fsck`
+/// clean and `tmp/` empty. Between kills, every file is in its source or
+/// the store (or both, for a copy), with its bytes; with `copies`, some
+/// kill must have left a placed copy beside its source.
+fn killed_at_many_moments_then_one_rerun(
+    sources_parent: &Path,
+    contents: &[Vec<u8>],
+    copies: bool,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let source = sources_parent.join("batch");
+    std::fs::create_dir_all(&source).unwrap();
+    let name = |i: usize| format!("{i:05}.bin");
+    for (i, content) in contents.iter().enumerate() {
+        old_file(&source.join(name(i)), content);
+    }
+    let store = data.join("files/batch");
+    let stored = || std::fs::read_dir(&store).map_or(0, |d| d.count());
+    // How many files are in both places: a copy placed, its source not yet removed.
+    let every_file_is_somewhere = |moment: &str| {
+        let mut both = 0;
+        for (i, content) in contents.iter().enumerate() {
+            let places: Vec<Vec<u8>> = [source.join(name(i)), store.join(name(i))]
+                .iter()
+                .filter_map(|p| std::fs::read(p).ok())
+                .collect();
+            assert!(
+                !places.is_empty() && places.iter().all(|p| p == content),
+                "{moment}: {} is in {} place(s) or changed",
+                name(i),
+                places.len()
+            );
+            both += usize::from(places.len() == 2);
+        }
+        both
+    };
+    let add = || {
+        Command::new(env!("CARGO_BIN_EXE_wharf-under-test"))
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("add")
+            .arg(&source)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let total = contents.len();
+    let mut mid_batch = 0;
+    let mut left_in_both_places = 0;
+    // Killed right after its start, after one more file stored, then after
+    // an eighth of what is left: every kill leaves work for the next run,
+    // however late it lands.
+    for round in 0..10 {
+        let advance = match round {
+            0 => 0,
+            1 => 1,
+            _ => ((total - stored()) / 8).max(1),
+        };
+        let target = stored() + advance;
+        let mut run = add();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while stored() < target && run.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "no progress towards {target} files"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        run.kill().unwrap();
+        run.wait().unwrap();
+        let now = stored();
+        if 0 < now && now < total {
+            mid_batch += 1;
+        }
+        let both = every_file_is_somewhere(&format!("killed at {target} stored"));
+        eprintln!(
+            "killed at {target} stored: {now} stored, {both} also at their source, tmp/ {:?}",
+            std::fs::read_dir(data.join("tmp")).map_or(0, |d| d.count())
+        );
+        left_in_both_places += both;
+    }
+    assert!(mid_batch >= 3, "only {mid_batch} kill(s) landed mid-batch");
+    if copies {
+        assert!(
+            left_in_both_places > 0,
+            "no kill left a copy placed with its source still there"
+        );
+    }
+
+    assert!(
+        std::fs::read_dir(&source).unwrap().count() > 0,
+        "the last kill left work for the rerun"
+    );
+    let rerun = Command::new(env!("CARGO_BIN_EXE_wharf-under-test"))
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("add")
+        .arg(&source)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&rerun.stderr);
+    assert_eq!(rerun.status.code(), Some(0), "{text}");
+
+    let data_dir = DataDir::new(&data);
+    let index = Index::open(&data_dir.index_path()).unwrap();
+    let mut tracked = tracked_under(&index, "files/");
+    tracked.sort();
+    let wanted: Vec<(String, String)> = contents
+        .iter()
+        .enumerate()
+        .map(|(i, content)| (format!("files/batch/{}", name(i)), sha256(content)))
+        .collect();
+    assert_eq!(tracked, wanted, "every file indexed once: {text}");
+    for (i, content) in contents.iter().enumerate() {
+        assert_eq!(&std::fs::read(store.join(name(i))).unwrap(), content);
+    }
+    assert_eq!(stored(), total, "nothing else in the store");
+    assert_eq!(
+        std::fs::read_dir(&source).unwrap().count(),
+        0,
+        "every source is gone"
+    );
+    assert_eq!(tmp_names(&data_dir), Vec::<String>::new(), "tmp/ is empty");
+    let (code, text) = wharf(&data, &["fsck".as_ref()]);
+    assert_eq!(code, Some(0), "{text}");
+}
+
+#[test]
+fn an_add_killed_at_any_moment_on_the_rename_path_is_finished_by_one_plain_rerun() {
+    // Many small files: the run is mostly renames and batched commits.
+    let contents: Vec<Vec<u8>> = (0..3000).map(|i| batch_content(i, 64 + i % 2000)).collect();
+    let sources = tempfile::tempdir().unwrap();
+    killed_at_many_moments_then_one_rerun(sources.path(), &contents, false);
+}
+
+#[test]
+fn an_add_killed_at_any_moment_on_the_copy_path_is_finished_by_one_plain_rerun() {
+    // Sources on a tmpfs, the data directory on the disk: every file is
+    // copied into tmp/, placed, committed, then its source removed.
+    let shm = Path::new("/dev/shm");
+    let disk = std::env::temp_dir();
+    if !shm.is_dir() || device(shm) == device(&disk) {
+        eprintln!(
+            "skipped: /dev/shm is not a filesystem apart from {}, so this machine has no second \
+             filesystem to copy across (the copy path is still exercised with always_copy by the \
+             other ingest tests)",
+            disk.display()
+        );
+        return;
+    }
+    // About 20 MB: well within the 64 MB a container's /dev/shm often has.
+    let contents: Vec<Vec<u8>> = (0..500)
+        .map(|i| batch_content(i, (8 << 10) + (i * 7919) % (64 << 10)))
+        .collect();
+    let sources = tempfile::tempdir_in(shm).unwrap();
+    killed_at_many_moments_then_one_rerun(sources.path(), &contents, true);
 }

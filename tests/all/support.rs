@@ -150,12 +150,12 @@ pub(crate) fn call_file(dir: &Path, name: &str, content: &[u8]) -> CallFile {
 /// of the files let go.
 pub(crate) fn plan_once(
     plugin: &Plugin,
-    mut batch: Batch,
+    batch: Batch,
     params: &[(String, String)],
 ) -> Result<Vec<u64>, wharf::runtime::CallError> {
     let mut session = plugin.plan_session(&params.to_vec(), &std::env::temp_dir())?;
     let mut files: Vec<u64> = session
-        .plan(&mut batch)?
+        .plan(batch)?
         .deletions
         .iter()
         .map(|d| d.file)

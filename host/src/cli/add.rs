@@ -1,6 +1,6 @@
 //! `wharf add PATH...`: ingests files and directories into the store, with
 //! a progress bar when stderr is a terminal, and says what was not ingested
-//! and why.
+//! and why, and what it finished of an interrupted run.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -44,6 +44,33 @@ pub(super) fn add(data_dir: &DataDir, config: &Config, args: AddArgs) -> anyhow:
         bar.finish_and_clear();
     }
 
+    let recovered = &report.recovered;
+    let tmp = data_dir.tmp_dir();
+    let mut finished = Vec::new();
+    if !recovered.indexed.is_empty() {
+        finished.push(format!(
+            "indexed {} file(s) it had placed",
+            recovered.indexed.len()
+        ));
+    }
+    if recovered.copies_removed > 0 {
+        finished.push(format!(
+            "removed {} copy(ies) it left in {} ({})",
+            recovered.copies_removed,
+            tmp.display(),
+            indicatif::HumanBytes(recovered.copies_removed_bytes)
+        ));
+    }
+    if !finished.is_empty() {
+        eprintln!("finished an interrupted ingest: {}", finished.join(", "));
+    }
+    for problem in &recovered.problems {
+        eprintln!(
+            "warning: an interrupted ingest's leftover: {problem}; `wharf fsck` reports what is \
+             left, orphan GC removes old files from {}",
+            tmp.display()
+        );
+    }
     for file in &report.files {
         match &file.outcome {
             Outcome::Ingested { .. } => {}

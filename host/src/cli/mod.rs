@@ -92,7 +92,8 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
     },
-    /// Summarize the index: files by state and kind, sync backlog, jobs, failures, leases.
+    /// Summarize the index: files by state and kind, partial files in tmp/, sync backlog, jobs,
+    /// failures, leases.
     ///
     /// Reads the index read-only, so it works while the daemon runs.
     Status,

@@ -1,16 +1,43 @@
 //! `wharf status`: a human summary of the index, read-only so it runs beside
-//! the daemon: files by state and kind, the sync backlog, jobs, failures,
-//! leases.
+//! the daemon: files by state and kind, partial files in `tmp/`, the sync
+//! backlog, jobs, failures, leases.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use crate::index::{ReadOnlyIndex, Status, now_ms};
-use crate::store::DataDir;
+use crate::store::{DataDir, TmpKind};
+
+/// The `*.part` files in `tmp/`: being written, or left by a killed writer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Partials {
+    files: u64,
+    bytes: u64,
+    /// Of them, ingest's copies (`ingest.*.part`).
+    ingest: u64,
+}
+
+impl Partials {
+    /// What `tmp/` holds; an error says why it cannot be listed, which the
+    /// summary shows instead (the rest of it still helps).
+    fn of(data_dir: &DataDir) -> Result<Partials, String> {
+        let files = data_dir.tmp_files().map_err(|error| {
+            format!("{} cannot be listed: {error}", data_dir.tmp_dir().display())
+        })?;
+        let mut partials = Partials::default();
+        for file in files.iter().filter(|f| f.kind.is_part()) {
+            partials.files += 1;
+            partials.bytes += file.metadata.len();
+            partials.ingest += u64::from(file.kind == TmpKind::IngestCopy);
+        }
+        Ok(partials)
+    }
+}
 
 pub(super) fn status(data_dir: &DataDir) -> anyhow::Result<ExitCode> {
     let index = ReadOnlyIndex::open(&data_dir.index_path())?;
     let status = index.status(now_ms())?;
+    let partials = Partials::of(data_dir);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     writeln!(
         out,
@@ -18,12 +45,16 @@ pub(super) fn status(data_dir: &DataDir) -> anyhow::Result<ExitCode> {
         index.path().display(),
         index.schema_version()?
     )?;
-    write_status(&mut out, &status)?;
+    write_status(&mut out, &status, partials)?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_status(out: &mut impl Write, status: &Status) -> std::io::Result<()> {
+fn write_status(
+    out: &mut impl Write,
+    status: &Status,
+    partials: Result<Partials, String>,
+) -> std::io::Result<()> {
     let files: u64 = status.files.iter().map(|c| c.files).sum();
     let bytes: u64 = status.files.iter().map(|c| c.bytes).sum();
     if files == 0 {
@@ -49,6 +80,20 @@ fn write_status(out: &mut impl Write, status: &Status) -> std::io::Result<()> {
             &[false, false, true, true],
             rows,
         )?;
+    }
+
+    match partials {
+        Err(error) => writeln!(out, "\ntmp: {error}")?,
+        Ok(partials) if partials.files == 0 => writeln!(out, "\ntmp: no partial files")?,
+        Ok(partials) => writeln!(
+            out,
+            "\ntmp: {} partial file(s) ({}), {} of them ingest copies: being written, or left by a \
+             killed run (the next `wharf add` or inbox scan removes ingest copies, orphan GC any \
+             after cleanup.orphan_lifetime_ms)",
+            thousands(partials.files),
+            human_bytes(partials.bytes),
+            thousands(partials.ingest)
+        )?,
     }
 
     let backlog: u64 = status.sync_backlog.iter().map(|c| c.files).sum();
@@ -275,10 +320,16 @@ mod tests {
             },
         };
         let mut out = Vec::new();
-        write_status(&mut out, &status).unwrap();
+        let partials = Partials {
+            files: 213,
+            bytes: 62 << 20,
+            ingest: 212,
+        };
+        write_status(&mut out, &status, Ok(partials)).unwrap();
         let text = String::from_utf8(out).unwrap();
         for expected in [
             "files: 1,201 (2.0 KiB)",
+            "tmp: 213 partial file(s) (62.0 MiB), 212 of them ingest copies",
             "  ready  capture  1,200  2.0 KiB",
             "sync backlog: 3 files (30 B), 2 due now",
             "failures: 1",

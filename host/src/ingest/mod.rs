@@ -9,6 +9,9 @@
 //! (`writer.rs`), the calling thread, which re-checks each file, places it
 //! and commits index rows in batches. Workers only read (and write copies
 //! into `tmp/`); every change to the store and the index is the writer's.
+//! A run that places files first takes the ingest lock on `tmp/` and, when
+//! it is the only ingest run alive, finishes what killed runs left
+//! (`recover.rs`).
 //! Per file:
 //!
 //! 1. stat, then the checks: a symlink, a non-regular file, a non-UTF-8 name,
@@ -21,18 +24,30 @@
 //!    for later), then rename it into the store without replacing anything.
 //!    Another filesystem: copy it into `tmp/` hashing in the same pass (one
 //!    read), fsync, re-stat the source, rename the copy into the store.
-//! 3. Commit the index row (batched; the directories that received copies
-//!    are synced first), then, for a copy, remove the source.
+//!    A copy keeps the source's modification time, as `mv` does.
+//! 3. Record the row in the run's journal (`journal.rs`), rename, commit the
+//!    row (batched; the directories that received copies are synced first),
+//!    then, for a copy, remove the source.
 //!
-//! A crash at any point loses nothing: before the rename the source is
-//! intact; after it and before the commit the file is in the store
-//! untracked, which `wharf fsck --repair` indexes. A file is never indexed
-//! with a hash of other bytes than those it holds when placed, and a stored
-//! file is never overwritten. One bad file never stops the run: every file
-//! gets an [`Outcome`] (`outcome.rs`) that says what happened and what to do.
+//! A crash at any point loses nothing, and the next run finishes the job
+//! (`recover.rs`, then the writer): before the rename the source is intact
+//! (a copy in `tmp/` is removed and made again); after it and before the
+//! commit the file is in the store untracked and named in the journal,
+//! which the next run indexes; after the commit and before a copy's source
+//! is removed, the next run of the same `wharf add` finds its destination
+//! tracked with the same content and modification time and removes the
+//! source. When the journal is gone (a power loss), a destination holding
+//! the source's bytes untracked is indexed and the source removed, and
+//! `wharf fsck --repair` indexes what no run names again. A file is never
+//! indexed with a hash of other bytes than those it holds when placed, and
+//! a stored file is never overwritten. One bad file never stops the run:
+//! every file gets an [`Outcome`] (`outcome.rs`) that says what happened
+//! and what to do.
 
+mod journal;
 mod outcome;
 mod read;
+mod recover;
 mod walk;
 mod writer;
 
@@ -41,6 +56,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
@@ -48,7 +64,9 @@ use crate::config::IngestConfig;
 use crate::index::{Index, now_ms};
 use crate::store::{self, DataDir};
 
-pub use outcome::{Counts, FailReason, FileReport, Outcome, Report, Retry, Skip, SkipReason};
+pub use outcome::{
+    Counts, FailReason, FileReport, Outcome, Recovery, Report, Retry, Skip, SkipReason,
+};
 
 use walk::Walk;
 
@@ -79,6 +97,10 @@ pub struct IngestOptions {
     /// A test seam: runs between hashing a file and re-checking it, so a
     /// test can change a file at exactly that moment.
     pub before_recheck: Option<Hook>,
+    /// A test seam: runs with the source path after its file was placed in
+    /// the store and before its row is committed, so a test can stop a run
+    /// (panic) where a kill would leave a file placed and not indexed.
+    pub after_place: Option<Hook>,
 }
 
 impl std::fmt::Debug for IngestOptions {
@@ -106,6 +128,7 @@ impl IngestOptions {
             cancel: Arc::new(AtomicBool::new(false)),
             always_copy: false,
             before_recheck: None,
+            after_place: None,
         }
     }
 }
@@ -139,11 +162,14 @@ pub fn add(
     progress: &dyn Progress,
 ) -> anyhow::Result<Report> {
     let run = Run::new(data_dir, index, options, Retry::AddAgain)?;
+    let (_lock, recovered) = run.lock_and_recover();
     let mut walk = Walk::default();
     for path in paths {
         walk::walk_argument(&run, path, &mut walk);
     }
-    run.ingest(walk, progress)
+    let mut report = run.ingest(walk, progress)?;
+    report.recovered = recovered;
+    Ok(report)
 }
 
 /// Ingests everything in the inbox: `inbox/<rel>` goes to `files/<rel>`,
@@ -157,12 +183,15 @@ pub fn scan_inbox(
     progress: &dyn Progress,
 ) -> anyhow::Result<Report> {
     let run = Run::new(data_dir, index, options, Retry::NextScan)?;
+    let (_lock, recovered) = run.lock_and_recover();
     let mut walk = Walk::default();
     let inbox = run.data.inbox_dir();
     if inbox.is_dir() {
         walk::walk_dir(&run, &inbox, None, store::FILES, &mut walk);
     }
-    run.ingest(walk, progress)
+    let mut report = run.ingest(walk, progress)?;
+    report.recovered = recovered;
+    Ok(report)
 }
 
 /// Indexes files already in the store that the index does not have: hashes
@@ -201,6 +230,11 @@ pub fn index_in_place(
     run.ingest(walk, &NoProgress)
 }
 
+/// Whether `path` is a regular file (not followed if a symlink) of `size` bytes.
+fn regular_of_size(path: &Path, size: u64) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == size)
+}
+
 /// A file's identity and version: if any of these changed, so may have its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stat {
@@ -227,6 +261,18 @@ impl Stat {
     fn mtime_ms(&self) -> i64 {
         (self.mtime_ns.div_euclid(1_000_000)) as i64
     }
+
+    /// The modification time, to give a copy.
+    fn mtime(&self) -> SystemTime {
+        let before = self.mtime_ns < 0;
+        let nanos = u64::try_from(self.mtime_ns.unsigned_abs()).unwrap_or(u64::MAX);
+        let offset = Duration::from_nanos(nanos);
+        if before {
+            UNIX_EPOCH.checked_sub(offset).unwrap_or(UNIX_EPOCH)
+        } else {
+            UNIX_EPOCH.checked_add(offset).unwrap_or(UNIX_EPOCH)
+        }
+    }
 }
 
 /// A file that passed the checks and will be read.
@@ -249,6 +295,9 @@ struct Run<'a> {
     /// The filesystem the store is on.
     store_dev: u64,
     now_ms: i64,
+    /// When the run started (ns since the epoch), for the leftovers it may
+    /// remove: only files last changed before it.
+    started_ns: i128,
     /// Set when the index fails: no more files are taken.
     stop: AtomicBool,
 }
@@ -277,6 +326,9 @@ impl<'a> Run<'a> {
             retry,
             store_dev,
             now_ms: now_ms(),
+            started_ns: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX)),
             stop: AtomicBool::new(false),
         })
     }

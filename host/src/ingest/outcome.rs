@@ -149,6 +149,11 @@ pub enum FailReason {
     #[error("cannot create a file in {tmp}: {error}; check that it is writable and has space")]
     TmpCreate { tmp: String, error: String },
     #[error(
+        "cannot record its move in a journal in {tmp} ({error}), so it was not moved; check that \
+         {tmp} is writable and has space; left where it is"
+    )]
+    Unjournaled { tmp: String, error: String },
+    #[error(
         "cannot copy it into {tmp}: {error}; check the free space there; the source was left where it is"
     )]
     TmpWrite { tmp: String, error: String },
@@ -213,10 +218,33 @@ impl std::fmt::Display for FileReport {
     }
 }
 
-/// Every file of a run, in the order they were found.
+/// Every file of a run, in the order they were found, and what the run
+/// finished of interrupted runs' work before its own.
 #[derive(Debug, Default, Clone)]
 pub struct Report {
     pub files: Vec<FileReport>,
+    pub recovered: Recovery,
+}
+
+/// What a run finished of killed ingest runs' work before taking its own
+/// files (only a run that found no other ingest run alive does this).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Index paths of files a killed run had placed in the store without
+    /// committing their rows, indexed now.
+    pub indexed: Vec<String>,
+    /// Copies a killed run left in `tmp/`, removed.
+    pub copies_removed: usize,
+    pub copies_removed_bytes: u64,
+    /// What could not be finished, each naming the file and the error; left
+    /// for `wharf fsck` and orphan GC.
+    pub problems: Vec<String>,
+}
+
+impl Recovery {
+    pub fn is_empty(&self) -> bool {
+        self.indexed.is_empty() && self.copies_removed == 0 && self.problems.is_empty()
+    }
 }
 
 /// How many files of a run ended each way.

@@ -1,8 +1,8 @@
 //! The workers: each takes the next candidate, checks it is the file the
 //! walk saw, and reads it once, hashing it (and copying it into `tmp/` in
-//! the same pass when it is on another filesystem than the store). Results
-//! go to the writer in batches over a bounded channel; workers never touch
-//! the store or the index.
+//! the same pass when it is on another filesystem than the store, keeping
+//! its modification time as `mv` does). Results go to the writer in batches
+//! over a bounded channel; workers never touch the store or the index.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -29,7 +29,8 @@ const HANDOFF_BYTES: u64 = 8 << 20;
 /// What a worker hands the writer for one file.
 pub(super) enum Step {
     /// Read once and hashed (and copied to `tmp`, synced, for a source on
-    /// another filesystem); the writer re-checks it and places it.
+    /// another filesystem whose destination is free); the writer re-checks
+    /// it and places it.
     Hashed {
         sha256: String,
         tmp: Option<PathBuf>,
@@ -102,9 +103,9 @@ impl Run<'_> {
             Ok(_) => return Step::Done(self.skip(SkipReason::Changed)),
             Err(error) => return Step::Done(Outcome::Failed(read_error(&error))),
         }
-        let copy =
-            !self.in_place() && (self.options.always_copy || candidate.stat.dev != self.store_dev);
-        if !copy {
+        // A destination already taken is most often an interrupted run's
+        // copy, which the writer finishes from the hash alone: no copy then.
+        if !self.needs_copy(candidate) || self.destination_taken(candidate) {
             return match self.read_hash(candidate, &mut file, None, buffer, advanced) {
                 Ok(Some(sha256)) => Step::Hashed { sha256, tmp: None },
                 Ok(None) => Step::Done(self.skip(SkipReason::Changed)),
@@ -129,15 +130,15 @@ impl Run<'_> {
         buffer: &mut [u8],
         advanced: &mut dyn FnMut(u64),
     ) -> Result<(String, PathBuf), Outcome> {
-        let (mut tmp, tmp_path) = self
-            .data
-            .create_tmp_file(&candidate.dest)
-            .map_err(|error| {
-                Outcome::Failed(FailReason::TmpCreate {
-                    tmp: self.data.tmp_dir().display().to_string(),
-                    error: error.to_string(),
-                })
-            })?;
+        let (mut tmp, tmp_path) =
+            self.data
+                .create_ingest_copy(&candidate.dest)
+                .map_err(|error| {
+                    Outcome::Failed(FailReason::TmpCreate {
+                        tmp: self.data.tmp_dir().display().to_string(),
+                        error: error.to_string(),
+                    })
+                })?;
         match self.read_hash(candidate, file, Some(&mut tmp), buffer, advanced) {
             Ok(Some(sha256)) => Ok((sha256, tmp_path)),
             Ok(None) => {
@@ -188,9 +189,26 @@ impl Run<'_> {
             advanced(n as u64);
         }
         if let Some(copy) = copy {
-            copy.sync_all().map_err(|error| self.tmp_error(&error))?;
+            // As `mv` across filesystems does: a placed copy then looks as
+            // old as its source, not like a file still being written.
+            copy.set_modified(candidate.stat.mtime())
+                .and_then(|()| copy.sync_all())
+                .map_err(|error| self.tmp_error(&error))?;
         }
         Ok((total == candidate.stat.size).then(|| hex::encode(hasher.finalize())))
+    }
+
+    /// Whether placing the file takes a copy: it is on another filesystem
+    /// than the store (or the options say to copy anyway).
+    pub(super) fn needs_copy(&self, candidate: &Candidate) -> bool {
+        !self.in_place() && (self.options.always_copy || candidate.stat.dev != self.store_dev)
+    }
+
+    /// Whether something is at the candidate's destination already.
+    pub(super) fn destination_taken(&self, candidate: &Candidate) -> bool {
+        self.data
+            .resolve(&candidate.dest)
+            .is_ok_and(|dest| dest.symlink_metadata().is_ok())
     }
 
     fn tmp_error(&self, error: &io::Error) -> Outcome {
@@ -211,4 +229,21 @@ pub(super) fn open_regular(path: &Path) -> io::Result<File> {
         Mode::empty(),
     )?;
     Ok(File::from(fd))
+}
+
+/// The sha256 and length of everything `file` holds from where it is.
+pub(super) fn sha256_of(file: &mut File, buffer: &mut [u8]) -> io::Result<(String, u64)> {
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    loop {
+        let n = match file.read(buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        hasher.update(&buffer[..n]);
+        total += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), total))
 }

@@ -1,8 +1,10 @@
 //! The writer, the calling thread of a run: receives the workers' results,
-//! re-checks each source (so the hash is of the bytes placed), places it in
-//! the store without replacing anything, and commits index rows in batches,
-//! syncing the directories that received copies first and removing a
-//! copied source only after its row is committed.
+//! re-checks each source (so the hash is of the bytes placed), records it
+//! in the journal, places it in the store without replacing anything, and
+//! commits index rows in batches, syncing the directories that received
+//! copies first and removing a copied source only after its row is
+//! committed. A destination already taken is finished when it is this very
+//! file's interrupted move (see [`Run::finish_interrupted`]).
 
 use std::collections::BTreeSet;
 use std::io;
@@ -11,11 +13,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
+use super::journal::Journal;
 use super::outcome::{FailReason, Outcome, Report, SkipReason, read_error};
-use super::read::{READ_BUFFER, Step, open_regular};
+use super::read::{READ_BUFFER, Step, open_regular, sha256_of};
 use super::walk::Walk;
 use super::{Candidate, Progress, Run, Stat};
-use crate::index::{InsertOutcome, NewFile, now_ms};
+use crate::index::{FileState, InsertOutcome, NewFile, now_ms};
 use crate::store;
 
 /// Index rows committed in one transaction at most.
@@ -24,6 +27,14 @@ const BATCH: usize = 1000;
 const CHANNEL: usize = 16;
 /// A partial batch is committed when no result arrived for this long.
 const FLUSH_AFTER: Duration = Duration::from_millis(50);
+
+/// What only the writer uses: the journal, and a buffer for the rare
+/// second read of a file (a rename across a bind mount, a destination to
+/// compare).
+struct Local<'a> {
+    journal: Journal<'a>,
+    buffer: Vec<u8>,
+}
 
 /// Rows placed in the store and waiting for their commit, with, for each,
 /// its candidate's number and, for a copy, the source to remove after it.
@@ -50,9 +61,12 @@ impl Run<'_> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; candidates.len()];
         let next = AtomicUsize::new(0);
         let threads = self.options.hash_threads.clamp(1, candidates.len().max(1));
-        let (sender, receiver) = mpsc::sync_channel::<Vec<(usize, Step)>>(CHANNEL);
         let mut commit_error = None;
         std::thread::scope(|scope| {
+            // Made inside the scope so that a panic of the writer drops the
+            // receiver, and workers blocked on a full channel return instead
+            // of holding the scope open forever.
+            let (sender, receiver) = mpsc::sync_channel::<Vec<(usize, Step)>>(CHANNEL);
             for _ in 0..threads {
                 let sender = sender.clone();
                 let (next, candidates) = (&next, &candidates);
@@ -60,8 +74,10 @@ impl Run<'_> {
             }
             drop(sender);
             let mut batch = Batch::default();
-            // For the rare second read of a file renamed across a bind mount.
-            let mut buffer = Vec::new();
+            let mut local = Local {
+                journal: Journal::new(&self.data),
+                buffer: Vec::new(),
+            };
             loop {
                 let flush = match receiver.recv_timeout(FLUSH_AFTER) {
                     Ok(steps) => {
@@ -69,7 +85,7 @@ impl Run<'_> {
                             let placed = match step {
                                 Step::Done(outcome) => Err(outcome),
                                 Step::Hashed { sha256, tmp } => {
-                                    self.place(&candidates[i], sha256, tmp, &mut buffer)
+                                    self.place(&candidates[i], sha256, tmp, &mut local)
                                 }
                             };
                             match placed {
@@ -96,7 +112,7 @@ impl Run<'_> {
                 };
                 if flush
                     && !batch.rows.is_empty()
-                    && let Err(error) = self.commit(&mut batch, &mut outcomes)
+                    && let Err(error) = self.commit(&mut batch, &mut outcomes, &mut local.journal)
                 {
                     // The index is unusable: stop taking files; what is
                     // already placed stays in the store for fsck to index.
@@ -105,9 +121,15 @@ impl Run<'_> {
                 }
             }
             if !batch.rows.is_empty()
-                && let Err(error) = self.commit(&mut batch, &mut outcomes)
+                && let Err(error) = self.commit(&mut batch, &mut outcomes, &mut local.journal)
             {
                 commit_error.get_or_insert(error);
+            }
+            // Entries of files whose placing failed may be left: nothing is
+            // uncommitted now. With a commit failed, the journal stays for
+            // the next run to index what it names.
+            if commit_error.is_none() {
+                local.journal.committed();
             }
         });
         if let Some(error) = commit_error {
@@ -138,14 +160,16 @@ impl Run<'_> {
 
     /// The writer's part, after a worker hashed the file: re-checks that the
     /// source did not change since the walk (so the hash is of the bytes
-    /// placed), then places it (the source, or its copy in `tmp`). Returns
-    /// the row to commit and whether the source was copied.
+    /// placed), records it in the journal, then places it (the source, or
+    /// its copy in `tmp`). Returns the row to commit and whether the source
+    /// is to be removed after the commit (it was copied); `Err` is the
+    /// file's outcome when there is nothing to commit.
     fn place(
         &self,
         candidate: &Candidate,
         sha256: String,
         tmp: Option<PathBuf>,
-        buffer: &mut Vec<u8>,
+        local: &mut Local<'_>,
     ) -> Result<(NewFile, bool), Outcome> {
         let discard = |outcome: Outcome| {
             if let Some(tmp) = &tmp {
@@ -184,22 +208,93 @@ impl Run<'_> {
             .data
             .resolve(&candidate.dest)
             .map_err(|error| discard(Outcome::Failed(FailReason::Unresolvable { error })))?;
+        if tmp.is_none() && self.needs_copy(candidate) {
+            // Not copied by the worker: its destination was taken.
+            if self.destination_taken(candidate) {
+                return self.finish_interrupted(candidate, row, &dest, &mut local.buffer);
+            }
+            let tmp = self.copy_again(candidate, &row.sha256, &mut local.buffer)?;
+            return self.place(candidate, row.sha256, Some(tmp), local);
+        }
+        if let Err(error) = local.journal.record(&row) {
+            return Err(discard(Outcome::Failed(FailReason::Unjournaled {
+                tmp: self.data.tmp_dir().display().to_string(),
+                error: error.to_string(),
+            })));
+        }
         let from = tmp.as_deref().unwrap_or(&candidate.source);
         match store::place(from, &dest) {
-            Ok(()) => Ok((row, tmp.is_some())),
+            Ok(()) => {
+                if let Some(hook) = &self.options.after_place {
+                    hook(&candidate.source);
+                }
+                Ok((row, tmp.is_some()))
+            }
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
-                Err(discard(self.already_stored(&row)))
+                if let Some(tmp) = &tmp {
+                    let _ = std::fs::remove_file(tmp);
+                }
+                self.finish_interrupted(candidate, row, &dest, &mut local.buffer)
             }
             Err(error) if error.kind() == io::ErrorKind::CrossesDevices && tmp.is_none() => {
                 // The same device number but another mount (a bind mount):
                 // copy after all, the one case that reads a file twice.
-                let tmp = self.copy_again(candidate, &row.sha256, buffer)?;
-                self.place(candidate, row.sha256, Some(tmp), buffer)
+                let tmp = self.copy_again(candidate, &row.sha256, &mut local.buffer)?;
+                self.place(candidate, row.sha256, Some(tmp), local)
             }
             Err(error) => Err(discard(Outcome::Failed(FailReason::Unmovable {
                 dest: dest.display().to_string(),
                 error: error.to_string(),
             }))),
+        }
+    }
+
+    /// The destination is taken. When it is this file's own move, which a
+    /// killed run did not finish, it is finished: tracked with the same
+    /// sha256, size and modification time (the commit landed, the removal
+    /// of a copied source did not) → the source is removed now; untracked
+    /// with the source's size and sha256 (placed, not committed) → it is
+    /// committed and the source removed after. Anything else is a
+    /// duplicate or an error naming what to do; nothing is replaced. Only
+    /// an untracked destination of the right size is read (hashed).
+    fn finish_interrupted(
+        &self,
+        candidate: &Candidate,
+        row: NewFile,
+        dest: &Path,
+        buffer: &mut Vec<u8>,
+    ) -> Result<(NewFile, bool), Outcome> {
+        match self.index.file_by_path(&row.path) {
+            Ok(Some(existing)) if existing.sha256 == row.sha256 => {
+                let own_commit = existing.state == FileState::Ready
+                    && existing.size == row.size
+                    && existing.mtime_ms == row.mtime_ms;
+                // Never the only copy: the stored file must still be there.
+                if own_commit && super::regular_of_size(dest, row.size) {
+                    return Err(remove_copied_source(&candidate.source, candidate.stat, row));
+                }
+                Err(Outcome::Duplicate { path: row.path })
+            }
+            Ok(Some(_)) => Err(Outcome::Failed(FailReason::DifferentFileThere {
+                dest: row.path,
+            })),
+            Ok(None) => {
+                buffer.resize(READ_BUFFER, 0);
+                let same = super::regular_of_size(dest, row.size)
+                    && open_regular(dest)
+                        .and_then(|mut file| sha256_of(&mut file, buffer))
+                        .is_ok_and(|(sha256, size)| size == row.size && sha256 == row.sha256);
+                if same {
+                    return Ok((row, true));
+                }
+                Err(Outcome::Failed(FailReason::UntrackedFileThere {
+                    dest: row.path,
+                }))
+            }
+            Err(error) => Err(Outcome::Failed(FailReason::DestinationUnknown {
+                dest: row.path,
+                error: format!("{error:#}"),
+            })),
         }
     }
 
@@ -222,25 +317,14 @@ impl Run<'_> {
         Ok(tmp)
     }
 
-    /// The destination exists: a duplicate if the index has it with the
-    /// same content, an error naming both otherwise. Nothing is replaced.
-    fn already_stored(&self, row: &NewFile) -> Outcome {
-        let dest = row.path.clone();
-        match self.index.file_by_path(&dest) {
-            Ok(Some(existing)) if existing.sha256 == row.sha256 => {
-                Outcome::Duplicate { path: dest }
-            }
-            Ok(Some(_)) => Outcome::Failed(FailReason::DifferentFileThere { dest }),
-            Ok(None) => Outcome::Failed(FailReason::UntrackedFileThere { dest }),
-            Err(error) => Outcome::Failed(FailReason::DestinationUnknown {
-                dest,
-                error: format!("{error:#}"),
-            }),
-        }
-    }
-
-    /// Commits a batch, records its outcomes, and removes copied sources.
-    fn commit(&self, batch: &mut Batch, outcomes: &mut [Option<Outcome>]) -> anyhow::Result<()> {
+    /// Commits a batch, records its outcomes, removes copied sources, and
+    /// removes the journal.
+    fn commit(
+        &self,
+        batch: &mut Batch,
+        outcomes: &mut [Option<Outcome>],
+        journal: &mut Journal<'_>,
+    ) -> anyhow::Result<()> {
         for dir in std::mem::take(&mut batch.dirs_to_sync) {
             if let Err(error) = store::sync_dir(&dir) {
                 tracing::warn!(path = %dir.display(), error = %error, "cannot sync a store directory");
@@ -273,6 +357,7 @@ impl Run<'_> {
                 }
             });
         }
+        journal.committed();
         Ok(())
     }
 }

@@ -254,6 +254,16 @@ impl IngestJob {
     }
 
     fn log(&self, report: ingest::Report) {
+        let recovered = &report.recovered;
+        if !recovered.is_empty() {
+            tracing::info!(
+                indexed = recovered.indexed.len(),
+                copies_removed = recovered.copies_removed,
+                bytes_removed = recovered.copies_removed_bytes,
+                problems = ?recovered.problems,
+                "finished what an interrupted ingest left"
+            );
+        }
         let counts = report.counts();
         if counts.ingested > 0 {
             tracing::info!(

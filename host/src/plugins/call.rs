@@ -379,11 +379,9 @@ impl Prepared {
                     bytes,
                 })
             }
-            Prepared::Plan {
-                mut batch,
-                names,
-                disk,
-            } => plan(plugin, &request.params, &disk, &mut batch, &names),
+            Prepared::Plan { batch, names, disk } => {
+                plan(plugin, &request.params, &disk, batch, &names)
+            }
             Prepared::Upload { file, target } => plugin
                 .upload(&file, &target, &request.params)
                 .map(CallOutcome::Uploaded),
@@ -396,7 +394,7 @@ fn plan(
     plugin: &Plugin,
     params: &[(String, String)],
     disk: &Path,
-    batch: &mut Batch,
+    batch: Batch,
     names: &[String],
 ) -> Result<CallOutcome, CallError> {
     let mut session = plugin.plan_session(&params.to_vec(), disk)?;

@@ -8,6 +8,8 @@ use wharf_sdk::{
     Batch, Decisions, ParamSpec, Params, Planner, PluginError, PluginInfo, Retention, param_parse,
 };
 
+mod select;
+
 pub struct KeepLast;
 
 /// One run: the validated parameters and the reason every deletion gives.
@@ -62,23 +64,13 @@ impl Planner for Run {
     fn plan(&mut self, batch: &Batch) -> Result<Decisions, PluginError> {
         let mut decisions = Decisions::new();
         let reason = decisions.reason(&self.reason);
-        let mut current = None;
-        let mut seen = 0u64;
-        // Straight over the columns it needs: the creation times only when
-        // a minimum age makes them matter.
+        // Only the columns it needs: the creation times only when a minimum
+        // age makes them matter.
         let created = (self.cutoff_ms != i64::MAX).then(|| batch.created_ms());
-        for ((id, &entity), i) in batch.ids().zip(batch.entity()).zip(0..) {
-            // The files of no entity are one group, as the host sends them.
-            if current != Some(entity) {
-                current = Some(entity);
-                seen = 0;
-            }
-            seen += 1;
-            let old_enough = created.is_none_or(|created| created[i] <= self.cutoff_ms);
-            if seen > self.keep && old_enough {
-                decisions.delete_for(id, reason);
-            }
-        }
+        let first = batch.first_id();
+        select::select(batch.entity(), created, self.keep, self.cutoff_ms, |i| {
+            decisions.delete_for(first + i as u64, reason);
+        });
         if decisions.deletions.is_empty() {
             decisions.reasons.clear();
         }

@@ -63,8 +63,11 @@ pub struct PlanSession<'a> {
     store: Store<CallState>,
     instance: Retention,
     planner: ResourceAny,
-    /// The caller's id of each run-local id.
-    ids: Vec<u64>,
+    /// The caller's ids of each batch of the run, as the batches were
+    /// given (moved, never copied), with the run-local id of the first.
+    batches: Vec<(u64, Vec<u64>)>,
+    /// Run-local ids handed out so far.
+    len: u64,
     /// One bit per run-local id: already named for deletion.
     named: Vec<u64>,
     broken: bool,
@@ -102,7 +105,8 @@ impl Plugin {
             store,
             instance,
             planner,
-            ids: Vec::new(),
+            batches: Vec::new(),
+            len: 0,
             named: Vec::new(),
             broken: false,
             finished: false,
@@ -132,18 +136,22 @@ fn check_columns(batch: &Batch) -> Result<(), CallError> {
 
 impl PlanSession<'_> {
     /// Plans one batch. The plugin sees its files as run-local ids; the
-    /// deletions come back in the batch's `ids`. The batch is lent to the
-    /// call and handed back unchanged. After a fault the instance is gone
-    /// and every later call of the session fails.
-    pub fn plan(&mut self, batch: &mut Batch) -> Result<Decided, CallError> {
+    /// deletions come back in the batch's `ids`. The session keeps the
+    /// batch's ids (for `finish`'s answers) and drops its other columns.
+    /// After a fault the instance is gone and every later call of the
+    /// session fails.
+    pub fn plan(&mut self, mut batch: Batch) -> Result<Decided, CallError> {
         self.usable()?;
-        check_columns(batch)?;
-        let first = self.ids.len() as u64;
-        self.ids.extend_from_slice(&batch.ids);
-        self.named.resize(self.ids.len().div_ceil(64), 0);
+        check_columns(&batch)?;
+        let first = self.len;
+        let ids = std::mem::take(&mut batch.ids);
+        self.len += ids.len() as u64;
+        self.batches.push((first, ids));
+        self.named.resize((self.len as usize).div_ceil(64), 0);
         let lent = HostBatch {
             first_id: first,
-            batch: std::mem::take(batch),
+            len: self.len - first,
+            batch,
         };
         let handle = self
             .store
@@ -161,9 +169,7 @@ impl PlanSession<'_> {
             .wharf_plugin_retention_policy()
             .planner()
             .call_plan(&mut self.store, self.planner, borrowed);
-        if let Ok(lent) = self.store.data_mut().table.delete(handle) {
-            *batch = lent.batch;
-        }
+        let _ = self.store.data_mut().table.delete(handle);
         let result = plugin.settle(outcome, self.store.data_mut(), started);
         self.check(result, first)
     }
@@ -217,7 +223,7 @@ impl PlanSession<'_> {
                     .deletions
                     .iter()
                     .map(|d| Deletion {
-                        file: self.ids[d.file as usize],
+                        file: self.caller_id(d.file),
                         reason: d.reason,
                     })
                     .collect(),
@@ -228,6 +234,14 @@ impl PlanSession<'_> {
                 Err(self.plugin.invalid_output(reason))
             }
         }
+    }
+
+    /// The caller's id of run-local `id`, which [`Self::validate`] found in
+    /// the run.
+    fn caller_id(&self, id: u64) -> u64 {
+        let batch = self.batches.partition_point(|(first, _)| *first <= id);
+        let (first, ids) = &self.batches[batch - 1];
+        ids[(id - first) as usize]
     }
 
     fn validate(&mut self, decisions: &Decisions, first: u64) -> Result<(), String> {
@@ -245,7 +259,7 @@ impl PlanSession<'_> {
                 long.len()
             ));
         }
-        let end = self.ids.len() as u64;
+        let end = self.len;
         for deletion in deletions {
             let id = deletion.file;
             if id < first || id >= end {

@@ -8,12 +8,13 @@ use wasmtime::component::Resource;
 use crate::runtime::bindings::{Entity, batches_api};
 use crate::runtime::call::{Batch, CallState};
 
-/// The `batch` resource: the caller's batch and the run-local id of its
-/// first file.
+/// The `batch` resource: the caller's batch (its columns; the session keeps
+/// the caller's ids), the run-local id of its first file and its length.
 #[derive(Debug)]
 #[allow(unreachable_pub)] // `bindgen!` re-exports it as the `batch` resource.
 pub struct HostBatch {
     pub(crate) first_id: u64,
+    pub(crate) len: u64,
     pub(crate) batch: Batch,
 }
 
@@ -28,7 +29,9 @@ impl batches_api::Host for CallState {}
 
 impl batches_api::HostBatch for CallState {
     fn len(&mut self, batch: Resource<HostBatch>) -> wasmtime::Result<u32> {
-        Ok(u32::try_from(self.batch(&batch)?.ids.len()).unwrap_or(u32::MAX))
+        self.check_deadline()?;
+        let len = self.table.get(&batch)?.len;
+        Ok(u32::try_from(len).unwrap_or(u32::MAX))
     }
 
     fn first_id(&mut self, batch: Resource<HostBatch>) -> wasmtime::Result<u64> {
