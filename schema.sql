@@ -104,6 +104,8 @@ CREATE TABLE destinations (
 --   failed       the last attempt failed (last_error): retried at
 --                next_attempt_ms, or never again when next_attempt_ms is NULL
 --                (failed for good, listed in `failures`).
+-- `job_id` (migration 5) is the sync job uploading an in_progress row, so a
+-- row whose job died is queued again.
 CREATE TABLE sync_status (
     file_id          INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
     destination_id   INTEGER NOT NULL REFERENCES destinations(id) ON DELETE CASCADE,
@@ -114,7 +116,7 @@ CREATE TABLE sync_status (
     last_attempt_ms  INTEGER,                           -- when the last attempt ended
     last_error       TEXT,
     remote_ref       TEXT,
-    verified_sha256  TEXT,
+    verified_sha256  TEXT, job_id INTEGER,
     PRIMARY KEY (file_id, destination_id)
 );
 -- The sync workers' queue: due rows in next-attempt order, paged by

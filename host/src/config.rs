@@ -2,7 +2,8 @@
 //! validation. A missing file means all defaults; an unknown key, a zero or
 //! an absurd value is rejected with a message naming the key.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,17 @@ pub struct Config {
     pub cleanup: CleanupConfig,
     pub exports: ExportsConfig,
     pub api: ApiConfig,
+    pub sync: SyncConfig,
+    /// The sync destinations, each `[[destination]]` (default none: nothing
+    /// is synced). Left out of the written defaults when empty, so an
+    /// operator can append `[[destination]]` tables to what `wharf init`
+    /// wrote.
+    #[serde(rename = "destination", skip_serializing_if = "Vec::is_empty")]
+    pub destinations: Vec<DestinationConfig>,
+    /// Named credentials a destination refers to, each `[credential.NAME]`
+    /// (default none).
+    #[serde(rename = "credential", skip_serializing_if = "BTreeMap::is_empty")]
+    pub credentials: BTreeMap<String, CredentialConfig>,
 }
 
 /// `[exports]`: the export cache.
@@ -461,6 +473,449 @@ impl CleanupConfig {
     }
 }
 
+/// `[sync]`: how files reach the `[[destination]]`s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// Sync jobs uploading at once, each one file at a time; 0 means half
+    /// the cores, at least one (default 0). They run on the jobs pool
+    /// (`jobs.workers`), so more than that many only wait.
+    pub workers: u32,
+    /// How often the daemon looks for files due to sync, in milliseconds;
+    /// an ingest that adds files also starts a sync (default 10000).
+    pub interval_ms: u64,
+    /// A file modified less than this many milliseconds ago is not synced
+    /// yet: it waits for a later sync (default 10000).
+    pub file_last_modified_ms: u64,
+    /// Attempts of one file to one destination that fail transiently
+    /// (network, server errors) before it is `failed` for good; the delay
+    /// between them follows `jobs.backoff_base_ms` and `jobs.backoff_cap_ms`
+    /// (default 100: with the one-hour cap, about four days).
+    pub max_attempts: u32,
+    /// How often throughput (files, bytes, rate, failures) is logged while
+    /// files sync, in milliseconds (default 60000).
+    pub log_interval_ms: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            workers: 0,
+            interval_ms: 10_000,
+            file_last_modified_ms: 10_000,
+            max_attempts: 100,
+            log_interval_ms: 60_000,
+        }
+    }
+}
+
+impl SyncConfig {
+    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+    fn validate(&self) -> Result<(), String> {
+        let ranges: [(&str, u64, u64, u64); 5] = [
+            ("workers", u64::from(self.workers), 0, 1024),
+            ("interval_ms", self.interval_ms, 100, Self::DAY_MS),
+            (
+                "file_last_modified_ms",
+                self.file_last_modified_ms,
+                0,
+                Self::DAY_MS,
+            ),
+            ("max_attempts", u64::from(self.max_attempts), 1, 100_000),
+            ("log_interval_ms", self.log_interval_ms, 100, Self::DAY_MS),
+        ];
+        for (key, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(format!(
+                    "sync.{key} = {value} must be between {min} and {max}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sync jobs to run: `workers`, or half the cores, at least one.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1),
+            n => n as usize,
+        }
+    }
+}
+
+/// What a destination is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DestinationKind {
+    /// A directory on this machine (`path`).
+    Local,
+    /// An S3-compatible bucket (`endpoint`, `bucket`, `prefix`, `region`,
+    /// `path_style`, `credential`).
+    S3,
+    /// Any HTTP(S) server taking PUTs under a base `url` (optionally with a
+    /// bearer `credential`).
+    Http,
+}
+
+impl DestinationKind {
+    /// The uploader plugin used unless `plugin` names another.
+    pub fn default_plugin(self) -> &'static str {
+        match self {
+            DestinationKind::Local => "local-dir",
+            DestinationKind::S3 => "s3",
+            DestinationKind::Http => "http-put",
+        }
+    }
+}
+
+impl std::fmt::Display for DestinationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DestinationKind::Local => "local",
+            DestinationKind::S3 => "s3",
+            DestinationKind::Http => "http",
+        })
+    }
+}
+
+/// `[[destination]]`: where files are synced to. Which keys apply depends
+/// on `kind`; a key of another kind is rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// The destination's name, unique, used in `wharf sync --destination`,
+    /// status and logs.
+    pub name: String,
+    /// `local`, `s3` or `http`.
+    pub kind: DestinationKind,
+    /// The uploader plugin (default: `local-dir` for local, `s3` for s3,
+    /// `http-put` for http).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+    /// The plugin's parameters (default empty).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, ParamValue>,
+    /// Retention never deletes a file not yet synced here (default false).
+    #[serde(default)]
+    pub required: bool,
+    /// local: the directory files are copied into (created if missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// s3: the endpoint URL, e.g. `https://s3.eu-west-1.amazonaws.com` or
+    /// `http://127.0.0.1:9000`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// s3: the bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// s3: a key prefix inside the bucket, without leading or trailing `/`
+    /// (default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// s3: the signing region (default `us-east-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// s3: address the bucket as `endpoint/bucket` instead of
+    /// `bucket.endpoint-host` (default false; most self-hosted stores want true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_style: Option<bool>,
+    /// http: the base URL files are PUT under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// s3 (required) and http (optional): the `[credential.NAME]` to sign with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+impl DestinationConfig {
+    /// The uploader plugin it uses.
+    pub fn plugin_name(&self) -> &str {
+        self.plugin
+            .as_deref()
+            .unwrap_or_else(|| self.kind.default_plugin())
+    }
+
+    /// The signing region of an s3 destination.
+    pub fn region_or_default(&self) -> &str {
+        self.region.as_deref().unwrap_or("us-east-1")
+    }
+
+    fn validate(
+        &self,
+        key: &str,
+        credentials: &BTreeMap<String, CredentialConfig>,
+    ) -> Result<(), String> {
+        if self.name.trim().is_empty()
+            || self.name.len() > 128
+            || self.name.chars().any(|c| c.is_control() || c == '/')
+        {
+            return Err(format!(
+                "{key}.name = {:?} must be 1 to 128 characters without / or control characters",
+                self.name
+            ));
+        }
+        if self.plugin.as_deref().is_some_and(|p| p.trim().is_empty()) {
+            return Err(format!(
+                "{key}.plugin must name an uploader plugin (see `wharf plugin list`) or be left out"
+            ));
+        }
+        let given: [(&str, bool); 8] = [
+            ("path", self.path.is_some()),
+            ("endpoint", self.endpoint.is_some()),
+            ("bucket", self.bucket.is_some()),
+            ("prefix", self.prefix.is_some()),
+            ("region", self.region.is_some()),
+            ("path_style", self.path_style.is_some()),
+            ("url", self.url.is_some()),
+            ("credential", self.credential.is_some()),
+        ];
+        let allowed: &[&str] = match self.kind {
+            DestinationKind::Local => &["path"],
+            DestinationKind::S3 => &[
+                "endpoint",
+                "bucket",
+                "prefix",
+                "region",
+                "path_style",
+                "credential",
+            ],
+            DestinationKind::Http => &["url", "credential"],
+        };
+        if let Some((extra, _)) = given
+            .iter()
+            .find(|(name, set)| *set && !allowed.contains(name))
+        {
+            return Err(format!(
+                "{key}.{extra} does not apply to a destination of kind {}; its keys are: {}",
+                self.kind,
+                allowed.join(", ")
+            ));
+        }
+        match self.kind {
+            DestinationKind::Local => match &self.path {
+                None => Err(format!(
+                    "{key}.path is missing: a local destination needs the directory to copy into"
+                )),
+                Some(path) if !path.is_absolute() => Err(format!(
+                    "{key}.path = {:?} must be an absolute path",
+                    path.display().to_string()
+                )),
+                Some(_) => Ok(()),
+            },
+            DestinationKind::S3 => self.validate_s3(key, credentials),
+            DestinationKind::Http => {
+                let Some(url) = &self.url else {
+                    return Err(format!(
+                        "{key}.url is missing: an http destination needs the base URL to PUT under"
+                    ));
+                };
+                check_http_url(&format!("{key}.url"), url)?;
+                self.check_credential(key, credentials, false)
+            }
+        }
+    }
+
+    fn validate_s3(
+        &self,
+        key: &str,
+        credentials: &BTreeMap<String, CredentialConfig>,
+    ) -> Result<(), String> {
+        let Some(endpoint) = &self.endpoint else {
+            return Err(format!(
+                "{key}.endpoint is missing: an s3 destination needs its endpoint URL, e.g. https://s3.us-east-1.amazonaws.com"
+            ));
+        };
+        let url = check_http_url(&format!("{key}.endpoint"), endpoint)?;
+        if url.path() != "/" || url.query().is_some() {
+            return Err(format!(
+                "{key}.endpoint = {endpoint:?} must be a scheme, host and port only; put the bucket in bucket and the key prefix in prefix"
+            ));
+        }
+        let Some(bucket) = &self.bucket else {
+            return Err(format!("{key}.bucket is missing"));
+        };
+        // The S3 bucket naming rules, enough to keep a URL well formed.
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && bucket
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric());
+        if !bucket_ok {
+            return Err(format!(
+                "{key}.bucket = {bucket:?} is not a valid bucket name: 3 to 63 lower-case letters, digits, - and ., starting with a letter or digit"
+            ));
+        }
+        if let Some(prefix) = &self.prefix {
+            let prefix_ok = !prefix.starts_with('/')
+                && !prefix.ends_with('/')
+                && !prefix.contains("//")
+                && prefix.len() <= 512
+                && !prefix.chars().any(|c| c.is_control() || c == '\\');
+            if !prefix_ok {
+                return Err(format!(
+                    "{key}.prefix = {prefix:?} must be /-separated names without a leading or trailing /"
+                ));
+            }
+        }
+        if let Some(region) = &self.region {
+            let region_ok = !region.is_empty()
+                && region.len() <= 64
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !region_ok {
+                return Err(format!(
+                    "{key}.region = {region:?} must be a region name such as us-east-1"
+                ));
+            }
+        }
+        self.check_credential(key, credentials, true)
+    }
+
+    fn check_credential(
+        &self,
+        key: &str,
+        credentials: &BTreeMap<String, CredentialConfig>,
+        required: bool,
+    ) -> Result<(), String> {
+        let Some(name) = &self.credential else {
+            return if required {
+                Err(format!(
+                    "{key}.credential is missing: name a [credential.NAME] table holding its access keys"
+                ))
+            } else {
+                Ok(())
+            };
+        };
+        let Some(credential) = credentials.get(name) else {
+            return Err(format!(
+                "{key}.credential = {name:?} names no [credential.{name}] table"
+            ));
+        };
+        let wants_keys = self.kind == DestinationKind::S3;
+        match (wants_keys, credential.is_bearer()) {
+            (true, Some(true)) => Err(format!(
+                "{key}.credential = {name:?} is a bearer token; an s3 destination needs access keys (access_key_env and secret_key_env, or a file)"
+            )),
+            (false, Some(false)) => Err(format!(
+                "{key}.credential = {name:?} holds access keys; an http destination signs with a bearer token (token_env, or a file)"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A URL of `http` or `https` with a host.
+fn check_http_url(key: &str, text: &str) -> Result<url::Url, String> {
+    let url =
+        url::Url::parse(text).map_err(|err| format!("{key} = {text:?} is not a URL: {err}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "{key} = {text:?} must be an http:// or https:// URL with a host"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "{key} = {text:?} must not carry a user or password; use a [credential.NAME] table"
+        ));
+    }
+    Ok(url)
+}
+
+/// `[credential.NAME]`: a secret, read from the environment or from a file
+/// only its owner can read (mode 0600), when a sync starts. The
+/// configuration holds where the secret is, never the secret itself; it is
+/// never logged, stored in the index or handed to a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialConfig {
+    /// The environment variable holding the S3 access key id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_env: Option<String>,
+    /// The environment variable holding the S3 secret access key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_env: Option<String>,
+    /// The environment variable holding a session token for temporary S3
+    /// credentials (default none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token_env: Option<String>,
+    /// The environment variable holding a bearer token (http destinations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// A TOML file of mode 0600 with `access_key` and `secret_key` (and
+    /// optionally `session_token`), or `token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+}
+
+impl CredentialConfig {
+    /// Some(true) for a bearer token, Some(false) for access keys, None
+    /// when only the file knows.
+    pub fn is_bearer(&self) -> Option<bool> {
+        if self.token_env.is_some() {
+            Some(true)
+        } else if self.access_key_env.is_some() {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    fn validate(&self, key: &str) -> Result<(), String> {
+        let keys = self.access_key_env.is_some() || self.secret_key_env.is_some();
+        let sources = [keys, self.token_env.is_some(), self.file.is_some()];
+        if sources.iter().filter(|set| **set).count() != 1 {
+            return Err(format!(
+                "{key} must have exactly one source: access_key_env and secret_key_env, token_env, or file"
+            ));
+        }
+        if keys && (self.access_key_env.is_none() || self.secret_key_env.is_none()) {
+            return Err(format!(
+                "{key} needs both access_key_env and secret_key_env"
+            ));
+        }
+        if self.session_token_env.is_some() && !keys {
+            return Err(format!(
+                "{key}.session_token_env goes with access_key_env and secret_key_env"
+            ));
+        }
+        if let Some(file) = &self.file
+            && !file.is_absolute()
+        {
+            return Err(format!(
+                "{key}.file = {:?} must be an absolute path",
+                file.display().to_string()
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn validate_destinations(
+    destinations: &[DestinationConfig],
+    credentials: &BTreeMap<String, CredentialConfig>,
+) -> Result<(), String> {
+    for (name, credential) in credentials {
+        credential.validate(&format!("credential.{name}"))?;
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, destination) in destinations.iter().enumerate() {
+        let key = format!("destination[{i}]");
+        destination.validate(&key, credentials)?;
+        if !names.insert(destination.name.as_str()) {
+            return Err(format!(
+                "{key}.name = {:?} is used by an earlier destination; names must be unique",
+                destination.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A configuration that cannot be used, with the key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -553,7 +1008,9 @@ impl Config {
         self.jobs.validate()?;
         self.cleanup.validate()?;
         self.exports.validate()?;
-        self.api.validate()
+        self.api.validate()?;
+        self.sync.validate()?;
+        validate_destinations(&self.destinations, &self.credentials)
     }
 
     /// The limits every plugin gets unless its manifest says otherwise.
@@ -764,5 +1221,59 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("timeout_ms"), "{err}");
+    }
+
+    #[test]
+    fn destinations_read_per_kind_with_plugin_defaults_and_survive_the_written_defaults() {
+        let text = format!(
+            "{}\n[[destination]]\nname = \"backup\"\nkind = \"local\"\npath = \"/srv/backup\"\nrequired = true\n\
+             [[destination]]\nname = \"s3\"\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"wharf\"\n\
+             path_style = true\ncredential = \"minio\"\nparams = {{ part_size = 8388608 }}\n\
+             [credential.minio]\naccess_key_env = \"K\"\nsecret_key_env = \"S\"\n",
+            Config::default().to_toml()
+        );
+        let config = Config::parse(&text).unwrap();
+        assert_eq!(config.destinations.len(), 2);
+        assert_eq!(config.destinations[0].plugin_name(), "local-dir");
+        assert!(config.destinations[0].required);
+        assert_eq!(config.destinations[1].plugin_name(), "s3");
+        assert_eq!(config.destinations[1].region_or_default(), "us-east-1");
+        assert_eq!(
+            config.destinations[1].params["part_size"].to_string(),
+            "8388608"
+        );
+        // What init would write with them reads back the same.
+        assert_eq!(Config::parse(&config.to_toml()).unwrap(), config);
+    }
+
+    #[test]
+    fn bad_destinations_and_credentials_are_rejected_naming_the_key() {
+        let s3 = "[[destination]]\nname = \"a\"\nkind = \"local\"\npath = \"/a\"\n[[destination]]\nname = \"s\"\nkind = \"s3\"\n";
+        let keys = "\n[credential.c]\naccess_key_env = \"K\"\nsecret_key_env = \"S\"\n";
+        for (text, key) in [
+            ("[[destination]]\nname = \"a\"\nkind = \"local\"\n".to_owned(), "destination[0].path"),
+            ("[[destination]]\nname = \"a\"\nkind = \"local\"\npath = \"rel\"\n".to_owned(), "destination[0].path"),
+            ("[[destination]]\nname = \"a\"\nkind = \"local\"\npath = \"/a\"\nbucket = \"b\"\n".to_owned(), "destination[0].bucket"),
+            ("[[destination]]\nname = \"\"\nkind = \"local\"\npath = \"/a\"\n".to_owned(), "destination[0].name"),
+            ("[[destination]]\nname = \"a\"\nkind = \"ftp\"\n".to_owned(), "kind"),
+            (format!("{s3}endpoint = \"http://h:9000\"\ncredential = \"c\"{keys}"), "destination[1].bucket"),
+            (format!("{s3}endpoint = \"ftp://h\"\nbucket = \"bkt\"\ncredential = \"c\"{keys}"), "destination[1].endpoint"),
+            (format!("{s3}endpoint = \"http://h/x\"\nbucket = \"bkt\"\ncredential = \"c\"{keys}"), "destination[1].endpoint"),
+            (format!("{s3}endpoint = \"http://h\"\nbucket = \"B_ad\"\ncredential = \"c\"{keys}"), "destination[1].bucket"),
+            (format!("{s3}endpoint = \"http://h\"\nbucket = \"bkt\"\nprefix = \"/p/\"\ncredential = \"c\"{keys}"), "destination[1].prefix"),
+            (format!("{s3}endpoint = \"http://h\"\nbucket = \"bkt\"{keys}"), "destination[1].credential"),
+            (format!("{s3}endpoint = \"http://h\"\nbucket = \"bkt\"\ncredential = \"nope\"{keys}"), "destination[1].credential"),
+            (format!("{s3}endpoint = \"http://h\"\nbucket = \"bkt\"\ncredential = \"c\"\n[credential.c]\ntoken_env = \"T\"\n"), "destination[1].credential"),
+            ("[credential.c]\naccess_key_env = \"K\"\n".to_owned(), "credential.c"),
+            ("[credential.c]\nfile = \"rel.toml\"\n".to_owned(), "credential.c.file"),
+            ("[credential.c]\ntoken_env = \"T\"\nfile = \"/k.toml\"\n".to_owned(), "credential.c"),
+            ("[[destination]]\nname = \"a\"\nkind = \"local\"\npath = \"/a\"\n[[destination]]\nname = \"a\"\nkind = \"local\"\npath = \"/b\"\n".to_owned(), "destination[1].name"),
+            ("[sync]\nmax_attempts = 0".to_owned(), "sync.max_attempts"),
+            ("[sync]\ninterval_ms = 1".to_owned(), "sync.interval_ms"),
+        ] {
+            let err = Config::parse(&text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        assert!(SyncConfig::default().worker_count() >= 1);
     }
 }

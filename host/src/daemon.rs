@@ -30,6 +30,7 @@ use crate::plugins::{self, LoadReport};
 use crate::retention;
 use crate::runtime::Runtime;
 use crate::store::DataDir;
+use crate::sync;
 
 /// What makes the daemon reload, clean up or stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +126,16 @@ pub async fn run_with(
             shared_config.clone(),
         )),
     );
+    let uploaders = Arc::new(sync::Uploaders::new(&loaded.registry));
+    handlers.register(
+        sync::SYNC,
+        Arc::new(sync::SyncJob::new(
+            data_dir.clone(),
+            index.clone(),
+            shared_config.clone(),
+            uploaders.clone(),
+        )),
+    );
     handlers.extend(extra);
     let queue = Queue::new(index.clone(), &config.jobs);
     let pool = {
@@ -158,6 +169,9 @@ pub async fn run_with(
     let mut startup = vec![Request::ingest()];
     if handlers.contains(jobs::CLEANUP) {
         startup.push(Request::full_cleanup());
+    }
+    if handlers.contains(sync::SYNC) && !config.destinations.is_empty() {
+        startup.extend(sync::requests(config.sync.worker_count(), None));
     }
     for request in startup {
         trigger(&queue, &waker, request, Trigger::Startup).await;
@@ -208,6 +222,7 @@ pub async fn run_with(
                         config = new_config;
                         loaded = reloaded.report;
                         exporters.replace(&loaded.registry);
+                        uploaders.replace(&loaded.registry);
                         if let Some(rebuilt) = reloaded.runtime {
                             runtime = rebuilt;
                         }
@@ -278,6 +293,14 @@ fn schedules(config: &Config, handlers: &Handlers) -> Vec<Schedule> {
             every: Duration::from_millis(config.jobs.cleanup_interval_ms),
         });
     }
+    if handlers.contains(sync::SYNC) && !config.destinations.is_empty() {
+        for request in sync::requests(config.sync.worker_count(), None) {
+            schedules.push(Schedule {
+                request,
+                every: Duration::from_millis(config.sync.interval_ms),
+            });
+        }
+    }
     schedules
 }
 
@@ -306,6 +329,8 @@ fn load(
 ) -> anyhow::Result<LoadReport> {
     let report = plugins::load_all(runtime, config, &data_dir.plugins_dir());
     index.record_plugins(&report.rows(), now_ms())?;
+    // Retention checks required destinations in the index from the start.
+    sync::register_destinations(index, config)?;
     Ok(report)
 }
 
@@ -361,6 +386,7 @@ fn reload(
     }
     retention::resolve_policies(&config, &report.registry)?;
     index.record_plugins(&report.rows(), now_ms())?;
+    sync::register_destinations(index, &config)?;
     Ok(Reloaded {
         config,
         report,

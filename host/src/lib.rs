@@ -18,6 +18,7 @@ pub mod retention;
 pub mod runtime;
 pub mod scaffold;
 pub mod store;
+pub mod sync;
 #[cfg(test)]
 mod tidy;
 pub mod views;

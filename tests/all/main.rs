@@ -19,3 +19,4 @@ mod s3;
 mod s3_faults;
 mod sandbox;
 mod support;
+mod sync;

@@ -15,6 +15,7 @@ mod plugin_install;
 mod run;
 mod sql;
 mod status;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -196,9 +197,50 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = JobsFormat::Table, global = true)]
         format: JobsFormat,
     },
+    /// Sync files to the [[destination]]s of wharf.toml (a local
+    /// directory, S3, an HTTP server).
+    ///
+    /// Queues a sync of every file not yet synced; with --wait, follows it
+    /// with a progress bar (in this process if no daemon runs) and prints
+    /// each destination's state; exits with 1 if files failed for good.
+    /// The daemon also syncs every sync.interval_ms and after an ingest.
+    #[command(after_help = SYNC_HELP, args_conflicts_with_subcommands = true)]
+    Sync {
+        #[command(subcommand)]
+        command: Option<SyncCommand>,
+        /// Only this destination.
+        #[arg(long)]
+        destination: Option<String>,
+        /// Wait for the sync to end.
+        #[arg(long)]
+        wait: bool,
+        /// `table` for people, `json` for scripts (sync status).
+        #[arg(long, value_enum, default_value_t = JobsFormat::Table, global = true)]
+        format: JobsFormat,
+    },
     /// Manage plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+}
+
+const SYNC_HELP: &str = "\
+Examples:
+  wharf sync --wait                         # sync every file to every destination now
+  wharf sync --destination backup --wait    # one destination
+  wharf sync status                         # pending / in progress / synced / failed per destination
+  wharf sync retry-failed                   # queue the files that failed for good again";
+
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Each destination's files by state (pending, in progress, synced,
+    /// retrying, failed), their bytes and the last error.
+    Status,
+    /// Queue every failed file again, its attempts reset.
+    RetryFailed {
+        /// Only this destination.
+        #[arg(long)]
+        destination: Option<String>,
+    },
 }
 
 const CLEANUP_HELP: &str = "\
@@ -499,6 +541,18 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             ),
             DatasetCommand::Unset { name, keys } => {
                 dataset::change(&data_dir, &name, crate::index::AttributeChange::Unset(keys))
+            }
+        },
+        Command::Sync {
+            command,
+            destination,
+            wait,
+            format,
+        } => match command {
+            None => sync::sync(&data_dir, &config()?, destination.as_deref(), wait),
+            Some(SyncCommand::Status) => sync::status(&data_dir, &config()?, format),
+            Some(SyncCommand::RetryFailed { destination }) => {
+                sync::retry_failed(&data_dir, &config()?, destination.as_deref())
             }
         },
         Command::Plugin(PluginCommand::List) => plugin::list(&data_dir, &config()?),

@@ -16,6 +16,7 @@ mod jobs;
 mod leases;
 mod plugins;
 mod retention;
+mod sync;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -43,6 +44,7 @@ pub use plugins::PluginRow;
 pub use retention::{
     CandidateFlags, NO_ENTITY, PageEntity, RetentionCandidate, RetentionCursor, RetentionPage,
 };
+pub use sync::{DestinationSpec, SyncClaim, SyncOutcome, SyncSummary};
 
 /// Migrations in order; `PRAGMA user_version` is the number applied.
 /// Migration 1 is the first published schema; `schema.sql` at the root is
@@ -52,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/002_jobs.sql"),
     include_str!("migrations/003_entity_attributes.sql"),
     include_str!("migrations/004_export_media_type.sql"),
+    include_str!("migrations/005_sync_claims.sql"),
     include_str!("migrations/006_files_age.sql"),
 ];
 

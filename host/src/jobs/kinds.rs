@@ -1,15 +1,15 @@
 //! The handlers of the built-in job kinds. `ingest` scans the inbox;
 //! `cleanup` finishes interrupted deletions, runs every configured
 //! retention policy, then orphan GC; `gc` finishes interrupted deletions and
-//! runs orphan GC only. `export` and `sync` register theirs when they
-//! arrive.
+//! runs orphan GC only; an ingest that added files queues a sync. `export`
+//! and `sync` (`crate::sync::SyncJob`) are registered by the daemon.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use super::{CLEANUP, GC, Handler, Handlers, INGEST, JobContext, JobError};
+use super::{CLEANUP, GC, Handler, Handlers, INGEST, JobContext, JobError, Queue};
 use crate::config::Config;
 use crate::index::Index;
 use crate::ingest::{self, IngestOptions, Outcome, Progress};
@@ -74,6 +74,10 @@ impl CleanupJob {
         if config.cleanup.policies.is_empty() {
             return Ok(failures);
         }
+        // The index's destinations follow wharf.toml before any deletion, so
+        // a `required` destination holds back files not yet synced to it
+        // even when no sync has run since it was configured.
+        crate::sync::register_destinations(&self.index, config).map_err(JobError::Transient)?;
         // The plugins as pinned now: a manifest's sha256 pin holds, so this
         // is the set the daemon would load.
         let loaded = plugins::load_all(&self.runtime, config, &self.data_dir.plugins_dir());
@@ -237,6 +241,18 @@ impl IngestJob {
         }
     }
 
+    /// Files were added: a sync follows, if destinations are configured.
+    fn sync_new_files(&self) {
+        let config = self.config.read().unwrap_or_else(PoisonError::into_inner);
+        if config.destinations.is_empty() {
+            return;
+        }
+        let requests = crate::sync::requests(config.sync.worker_count(), None);
+        if let Err(error) = Queue::new(self.index.clone(), &config.jobs).enqueue_many(&requests) {
+            tracing::error!(error = %format!("{error:#}"), "cannot queue a sync of the ingested files");
+        }
+    }
+
     fn log(&self, report: ingest::Report) {
         let recovered = &report.recovered;
         if !recovered.is_empty() {
@@ -327,7 +343,11 @@ impl Handler for IngestJob {
         };
         let report = ingest::scan_inbox(&self.data_dir, &self.index, &options, &progress)
             .map_err(JobError::Transient)?;
+        let ingested = report.counts().ingested;
         self.log(report);
+        if ingested > 0 {
+            self.sync_new_files();
+        }
         if job.cancelled() {
             return Err(JobError::Cancelled);
         }
