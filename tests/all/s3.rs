@@ -25,10 +25,10 @@ use wharf::runtime::{
 use crate::s3_faults::{Fault, Head, Proxy};
 use crate::support::*;
 
-const ACCESS_KEY: &str = "wharf-test-key";
-const SECRET_KEY: &str = "wharf-test-secret-0123456789";
-const BUCKET: &str = "bucket";
-const PREFIX: &str = "pre";
+pub(crate) const ACCESS_KEY: &str = "wharf-test-key";
+pub(crate) const SECRET_KEY: &str = "wharf-test-secret-0123456789";
+pub(crate) const BUCKET: &str = "bucket";
+pub(crate) const PREFIX: &str = "pre";
 const MIB: usize = 1 << 20;
 
 /// `s3-server` on a free port with a temporary root and one bucket; killed
@@ -69,7 +69,7 @@ impl S3Server {
     }
 
     /// Files of multipart uploads in progress (s3s-fs keeps them in its root).
-    fn uploads_in_progress(&self) -> Vec<String> {
+    pub(crate) fn uploads_in_progress(&self) -> Vec<String> {
         std::fs::read_dir(self.root.path())
             .unwrap()
             .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
@@ -123,14 +123,14 @@ impl S3Server {
     }
 
     /// The object's bytes, read back with a signed GET.
-    fn get(&self, key: &str) -> Vec<u8> {
+    pub(crate) fn get(&self, key: &str) -> Vec<u8> {
         let (status, body) = self.signed("GET", &format!("/{BUCKET}/{key}"), SECRET_KEY);
         assert_eq!(status, 200, "GET {key}: {}", String::from_utf8_lossy(&body));
         body
     }
 
     /// The keys in the bucket under `pre/`, by ListObjectsV2.
-    fn keys(&self) -> Vec<String> {
+    pub(crate) fn keys(&self) -> Vec<String> {
         let (status, body) = self.signed(
             "GET",
             &format!("/{BUCKET}?list-type=2&prefix={PREFIX}%2F"),

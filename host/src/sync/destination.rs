@@ -41,6 +41,9 @@ pub struct Destination {
     pub params: Params,
     pub required: bool,
     pub target: UploadTarget,
+    /// What the reachability probe asks: the bucket itself for s3 (a key
+    /// under the prefix may well not exist), else the target's URL.
+    pub probe_url: String,
 }
 
 /// The destinations of a configuration, and those that cannot be used now
@@ -72,6 +75,12 @@ pub fn resolve(config: &Config, only: Option<&str>) -> Resolved {
                     .map(|(k, v)| (k.clone(), v.to_string()))
                     .collect(),
                 required: destination.required,
+                probe_url: match destination.kind {
+                    DestinationKind::S3 => s3_bucket_url(destination)
+                        .map(|url| url.to_string())
+                        .unwrap_or_else(|_| target.url.clone()),
+                    _ => target.url.clone(),
+                },
                 target,
             }),
             Err(error) => resolved.errors.push((destination.name.clone(), error)),
@@ -182,6 +191,17 @@ fn target(
 
 /// The base URL an s3 destination's plugin is given.
 fn s3_base_url(destination: &DestinationConfig) -> Result<Url, String> {
+    let mut url = s3_bucket_url(destination)?;
+    if let Some(prefix) = destination.prefix.as_deref().filter(|p| !p.is_empty()) {
+        let path = format!("{}/{prefix}", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+/// The URL of an s3 destination's bucket: `{endpoint}/{bucket}` in path
+/// style, `{scheme}://{bucket}.{host}` otherwise.
+fn s3_bucket_url(destination: &DestinationConfig) -> Result<Url, String> {
     let endpoint = destination.endpoint.as_deref().unwrap_or_default();
     let bucket = destination.bucket.as_deref().unwrap_or_default();
     let mut url = Url::parse(endpoint).map_err(|err| format!("endpoint {endpoint:?}: {err}"))?;
@@ -195,10 +215,6 @@ fn s3_base_url(destination: &DestinationConfig) -> Result<Url, String> {
         url.set_host(Some(&format!("{bucket}.{host}")))
             .map_err(|err| format!("bucket host {bucket}.{host}: {err}"))?;
         url.set_path("");
-    }
-    if let Some(prefix) = destination.prefix.as_deref().filter(|p| !p.is_empty()) {
-        let path = format!("{}/{prefix}", url.path().trim_end_matches('/'));
-        url.set_path(&path);
     }
     Ok(url)
 }
@@ -337,8 +353,8 @@ fn read_secret_file(key: &str, path: &Path) -> Result<SecretFile, String> {
 
 /// Whether a destination can be reached now: a local directory exists (or
 /// is created) and takes a file; a remote endpoint answers an unsigned
-/// HEAD at all (any status; for s3 a 404 of the bucket means it does not
-/// exist). The error says what is wrong, naming the destination.
+/// HEAD at all (any status; for s3 the HEAD is of the bucket, and a 404
+/// means it does not exist). The error says what is wrong, naming the destination.
 pub fn probe(destination: &Destination) -> Result<(), String> {
     let name = &destination.name;
     match &destination.target.access {
@@ -349,7 +365,7 @@ pub fn probe(destination: &Destination) -> Result<(), String> {
             )
         }),
         DestinationAccess::Remote(_) => {
-            let url = &destination.target.url;
+            let url = &destination.probe_url;
             let agent: ureq::Agent = ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .max_redirects(0)
