@@ -314,6 +314,52 @@ impl Index {
         })
     }
 
+    /// Test support until the sync engine records copies: adds destination
+    /// `name` (if missing) and records that the file at index path `path`
+    /// has a verified copy there, `remote_ref`, verified against `sha256`.
+    #[doc(hidden)]
+    pub fn record_verified_copy_for_tests(
+        &self,
+        path: &str,
+        destination: &str,
+        remote_ref: &str,
+        sha256: &str,
+    ) -> anyhow::Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO destinations (name, plugin, url) VALUES (?1, 'test', 'test://')
+                 ON CONFLICT (name) DO NOTHING",
+                [destination],
+            )?;
+            let changed = tx.execute(
+                "INSERT INTO sync_status (file_id, destination_id, state, attempts, remote_ref, verified_sha256)
+                 SELECT f.id, d.id, 'synced', 1, ?3, ?4 FROM files f, destinations d
+                 WHERE f.path = ?1 AND d.name = ?2
+                 ON CONFLICT (file_id, destination_id) DO UPDATE SET
+                     state = 'synced', remote_ref = excluded.remote_ref,
+                     verified_sha256 = excluded.verified_sha256",
+                params![path, destination, remote_ref, sha256],
+            )?;
+            if changed == 0 {
+                return Err(rusqlite::Error::QueryReturnedNoRows);
+            }
+            Ok(())
+        })
+    }
+
+    /// Test support: adds destination `name` with no copies on it.
+    #[doc(hidden)]
+    pub fn add_destination_for_tests(&self, name: &str) -> anyhow::Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO destinations (name, plugin, url) VALUES (?1, 'test', 'test://')
+                 ON CONFLICT (name) DO NOTHING",
+                [name],
+            )?;
+            Ok(())
+        })
+    }
+
     /// Whether an index path is a tracked file.
     pub fn is_indexed(&self, path: &str) -> anyhow::Result<bool> {
         self.read(|db| {
