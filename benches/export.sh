@@ -78,7 +78,6 @@ cat > prepare-tar.sh <<EOF
 set -e
 cd "$WORK"
 rm -f out.tar
-rm -rf data/exports/*
 find "$SET" -type f -print0 | xargs -0 cat >/dev/null
 EOF
 
@@ -118,6 +117,7 @@ oha_run() {
 }
 oha_run -m POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d "$BODY" "$URL" > hits.json
 oha_run "$BASE/healthz" > healthz.json
+[ -s hits.json ] && [ -s healthz.json ] || { echo "oha wrote no results" >&2; exit 1; }
 
 summary() {
     python3 - "$1" <<'PY'
