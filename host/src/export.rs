@@ -231,7 +231,7 @@ pub fn plan(
     exporters: &Exporters,
     request: &ExportRequest,
 ) -> Result<Planned, ExportError> {
-    let Some(dataset) = index.dataset(&request.dataset)? else {
+    let Some((entity, version)) = index.dataset_version(&request.dataset)? else {
         return Err(ExportError::UnknownDataset {
             name: request.dataset.clone(),
         });
@@ -244,18 +244,17 @@ pub fn plan(
     };
     let params = complete_params(&plugin, &request.params)?;
     if params.iter().any(|(name, _)| name == DESTINATION_PARAM) {
-        let snapshot =
-            index
-                .export_snapshot(&dataset.name)?
-                .ok_or_else(|| ExportError::UnknownDataset {
-                    name: dataset.name.clone(),
-                })?;
+        let snapshot = index.export_snapshot(&request.dataset)?.ok_or_else(|| {
+            ExportError::UnknownDataset {
+                name: request.dataset.clone(),
+            }
+        })?;
         check_destination(index, &snapshot, &params)?;
     }
     let params_sha256 = params_sha256(&params);
     let key = ExportKey {
-        entity: dataset.id,
-        version: dataset.version,
+        entity,
+        version,
         format: request.format.clone(),
         params_sha256: params_sha256.clone(),
     };
@@ -263,9 +262,9 @@ pub fn plan(
         return Ok(Planned::Cached(hit));
     }
     let payload = ExportPayload {
-        dataset: dataset.name,
-        entity: dataset.id.0,
-        version: dataset.version,
+        dataset: request.dataset.clone(),
+        entity: entity.0,
+        version,
         format: request.format.clone(),
         params,
         params_sha256,
