@@ -231,7 +231,7 @@ pub fn plan(
     exporters: &Exporters,
     request: &ExportRequest,
 ) -> Result<Planned, ExportError> {
-    let Some((entity, version)) = index.dataset_version(&request.dataset)? else {
+    let Some((entity, version, last_export_ms)) = index.dataset_version(&request.dataset)? else {
         return Err(ExportError::UnknownDataset {
             name: request.dataset.clone(),
         });
@@ -258,7 +258,18 @@ pub fn plan(
         format: request.format.clone(),
         params_sha256: params_sha256.clone(),
     };
-    if let Some(hit) = index.request_export(&key, now_ms())? {
+    let now = now_ms();
+    // A hit whose entry and dataset were touched within the last
+    // TOUCH_GRANULARITY_MS needs no write: the cache's TTL is hours, and
+    // skipping the write keeps a stream of hits off the single writer.
+    let recently = |at_ms: i64| now.saturating_sub(at_ms) < TOUCH_GRANULARITY_MS;
+    if last_export_ms.is_some_and(recently)
+        && let Some(hit) = index.cached_export(&key)?
+        && recently(hit.last_access_ms)
+    {
+        return Ok(Planned::Cached(hit));
+    }
+    if let Some(hit) = index.request_export(&key, now)? {
         return Ok(Planned::Cached(hit));
     }
     let payload = ExportPayload {
@@ -337,6 +348,10 @@ fn complete_params(plugin: &Plugin, given: &Params) -> Result<Params, ExportErro
 /// file's sha256) of every file: the refusal names the destination and the
 /// first files missing (HTTP 409), and nothing is cached.
 pub const DESTINATION_PARAM: &str = "destination";
+
+/// How precisely a request records when a dataset and a cache entry were
+/// last asked for (`last_export_ms`, `last_access_ms`).
+const TOUCH_GRANULARITY_MS: i64 = 1000;
 
 /// How many missing files a refusal names.
 const NAMED_FILES: usize = 5;

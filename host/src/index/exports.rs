@@ -120,14 +120,20 @@ const KEY_WHERE: &str =
     "x.entity_id = ?1 AND x.entity_version = ?2 AND x.format = ?3 AND x.params_sha256 = ?4";
 
 impl Index {
-    /// Dataset `name`'s id and present version: all an export request
-    /// needs to find its cache key, read without the counts and sums of
-    /// [`Index::dataset`] (which visit every file of the dataset), so a
-    /// cache hit costs the same for a dataset of 10 files or of a million.
-    pub fn dataset_version(&self, name: &str) -> anyhow::Result<Option<(EntityId, i64)>> {
+    /// Dataset `name`'s id, present version and last export request: all
+    /// an export request needs to find its cache key, read without the
+    /// counts and sums of [`Index::dataset`] (which visit every file of the
+    /// dataset), so a cache hit costs the same for a dataset of 10 files or
+    /// of a million.
+    pub fn dataset_version(
+        &self,
+        name: &str,
+    ) -> anyhow::Result<Option<(EntityId, i64, Option<i64>)>> {
         self.read(|db| {
-            db.prepare_cached("SELECT id, version FROM entities WHERE name = ?1")?
-                .query_row([name], |row| Ok((EntityId(row.get(0)?), row.get(1)?)))
+            db.prepare_cached("SELECT id, version, last_export_ms FROM entities WHERE name = ?1")?
+                .query_row([name], |row| {
+                    Ok((EntityId(row.get(0)?), row.get(1)?, row.get(2)?))
+                })
                 .optional()
         })
     }
