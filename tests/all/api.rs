@@ -510,6 +510,17 @@ fn twenty_concurrent_identical_export_requests_make_one_plugin_run_and_all_get_i
         1
     );
     assert_eq!(rows(&data, "SELECT CAST(id AS TEXT) FROM exports").len(), 1);
+    // The one more run may still be on its way: wait for the queue to settle.
+    let until = Instant::now() + Duration::from_secs(60);
+    while !rows(
+        &data,
+        "SELECT state FROM jobs WHERE kind = 'export' AND state IN ('queued', 'running')",
+    )
+    .is_empty()
+    {
+        assert!(Instant::now() < until, "the export jobs never settled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let jobs = rows(
         &data,
         "SELECT state || ':' || attempts || ':' || coalesce(last_error, '') FROM jobs WHERE kind = 'export'",
