@@ -7,9 +7,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use wharf::daemon::{self, Signal};
+use wharf::export;
+use wharf::index::{ExportKey, Index};
+use wharf::lease::Lease;
 use wharf::store::DataDir;
 
-use crate::exports::dataset;
+use crate::exports::{dataset, rows};
 
 struct Api {
     base: String,
@@ -85,16 +88,20 @@ impl Api {
     }
 }
 
-/// A daemon on `data` serving its API on a free loopback port.
-fn start(
-    data: &Path,
-) -> (
+type Daemon = (
     tokio::runtime::Runtime,
     tokio::sync::mpsc::Sender<Signal>,
     tokio::task::JoinHandle<anyhow::Result<()>>,
     Api,
-) {
-    let mut config = wharf::config::Config::default();
+);
+
+/// A daemon on `data` serving its API on a free loopback port.
+fn start(data: &Path) -> Daemon {
+    start_with(data, wharf::config::Config::default())
+}
+
+/// As [`start`], with `config` (its bind and ingest interval replaced).
+fn start_with(data: &Path, mut config: wharf::config::Config) -> Daemon {
     config.api.bind = "127.0.0.1:0".into();
     config.ingest.scan_interval_ms = 86_400_000;
     // No retention policy (not even the default export-cache one), so the
@@ -266,8 +273,39 @@ fn an_application_exports_over_http_202_then_a_job_then_201_and_a_download_with_
 fn every_api_refusal_is_json_that_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let data = dataset(dir.path());
+    Index::open(&data.join("index.sqlite"))
+        .unwrap()
+        .add_destination_for_tests("local")
+        .unwrap();
     let (tokio, signals, daemon, api) = start(&data);
     let cases: Vec<(Answer, u16, &str, &str)> = vec![
+        (
+            api.post(
+                "/api/v1/datasets/set1/exports",
+                r#"{"format": "backup-lite", "params": {"destination": "s3"}}"#,
+            ),
+            409,
+            "unknown_destination",
+            "destination \"s3\" is not configured",
+        ),
+        (
+            api.post(
+                "/api/v1/datasets/set1/exports",
+                r#"{"format": "backup-lite", "params": {"destination": "local"}}"#,
+            ),
+            409,
+            "not_on_destination",
+            "no verified copy of 2 of the 2 files of dataset \"set1\" (set1/a.bin, set1/sub/b.bin)",
+        ),
+        (
+            api.post(
+                "/api/v1/datasets/set1/exports",
+                r#"{"format": "backup-lite"}"#,
+            ),
+            422,
+            "invalid_params",
+            "\"destination\" is required",
+        ),
         (
             api.post(
                 "/api/v1/datasets/nope/exports",
@@ -328,9 +366,11 @@ fn every_api_refusal_is_json_that_says_what_to_do() {
     }
     let document = api.get("/api/v1/openapi.json").json();
     assert!(
-        document["paths"]["/api/v1/datasets/{name}/exports"]["post"].is_object(),
+        document["paths"]["/api/v1/datasets/{name}/exports"]["post"]["responses"]["409"]
+            .is_object(),
         "{document}"
     );
+    validate_openapi(dir.path(), &document);
     // Files come in keyset pages.
     let first = api.get("/api/v1/files?limit=1").json();
     assert_eq!(first["files"].as_array().unwrap().len(), 1);
@@ -382,6 +422,195 @@ fn an_application_triggers_a_cleanup_over_http() {
         error["message"].as_str().unwrap().contains("mode=gc"),
         "{error}"
     );
+    signals.blocking_send(Signal::Shutdown).unwrap();
+    tokio.block_on(daemon).unwrap().unwrap();
+}
+
+/// Validates the served OpenAPI document with `openapi-spec-validator`
+/// (the OpenAPI 3.1 JSON Schema and the rules beyond it), which `.ci/run`
+/// installs into a venv and names in `WHARF_OPENAPI_VALIDATOR`; CI also
+/// sets `WHARF_REQUIRE_OPENAPI_VALIDATOR`, so there a missing validator
+/// fails the test instead of skipping the check. A broken copy of the
+/// document must be refused, so the check is known to bite.
+fn validate_openapi(dir: &Path, document: &Value) {
+    let validator = std::env::var_os("WHARF_OPENAPI_VALIDATOR")
+        .map(PathBuf::from)
+        .filter(|path| path.is_file());
+    let Some(validator) = validator else {
+        assert!(
+            std::env::var_os("WHARF_REQUIRE_OPENAPI_VALIDATOR").is_none(),
+            "WHARF_REQUIRE_OPENAPI_VALIDATOR is set but WHARF_OPENAPI_VALIDATOR does not name \
+             an openapi-spec-validator executable (.ci/run installs one into target/ci-venv)"
+        );
+        eprintln!(
+            "skipping the OpenAPI validation: set WHARF_OPENAPI_VALIDATOR to an \
+             openapi-spec-validator executable (pip install openapi-spec-validator)"
+        );
+        return;
+    };
+    let check = |name: &str, document: &Value| {
+        let path = dir.join(name);
+        std::fs::write(&path, serde_json::to_vec_pretty(document).unwrap()).unwrap();
+        std::process::Command::new(&validator)
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let output = check("openapi.json", document);
+    assert!(
+        output.status.success(),
+        "openapi-spec-validator refused the document:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut broken = document.clone();
+    broken["paths"]["/api/v1/jobs/{id}"]["get"]["responses"] = Value::String("none".into());
+    assert!(!check("broken.json", &broken).status.success());
+}
+
+#[test]
+fn twenty_concurrent_identical_export_requests_make_one_plugin_run_and_all_get_its_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let (tokio, signals, daemon, api) = start(&data);
+    let answers: Vec<Answer> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..20)
+            .map(|_| {
+                scope.spawn(|| {
+                    api.call(
+                        "POST",
+                        "/api/v1/datasets/set1/exports",
+                        Some(&api.token),
+                        &[("Prefer", "wait=60")],
+                        Some(r#"{"format": "tar-export"}"#),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut results = std::collections::BTreeSet::new();
+    for answer in &answers {
+        assert_eq!(
+            answer.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        let body = answer.json();
+        assert_eq!(answer.header("location"), body["download"].as_str());
+        results.insert((
+            body["download"].as_str().unwrap().to_owned(),
+            body["export"]["sha256"].as_str().unwrap().to_owned(),
+        ));
+    }
+    assert_eq!(results.len(), 1, "{results:?}");
+    // One plugin run: one export file committed, and every export job (the
+    // one that ran, and the one more run a request during it asked for,
+    // which finds the cache) is done without an error.
+    assert_eq!(
+        rows(&data, "SELECT path FROM files WHERE kind = 'export'").len(),
+        1
+    );
+    assert_eq!(rows(&data, "SELECT CAST(id AS TEXT) FROM exports").len(), 1);
+    // The one more run may still be on its way: wait for the queue to settle.
+    let until = Instant::now() + Duration::from_secs(60);
+    while !rows(
+        &data,
+        "SELECT state FROM jobs WHERE kind = 'export' AND state IN ('queued', 'running')",
+    )
+    .is_empty()
+    {
+        assert!(Instant::now() < until, "the export jobs never settled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let jobs = rows(
+        &data,
+        "SELECT state || ':' || attempts || ':' || coalesce(last_error, '') FROM jobs WHERE kind = 'export'",
+    );
+    assert!(
+        !jobs.is_empty() && jobs.iter().all(|job| job == "done:1:"),
+        "{jobs:?}"
+    );
+    let (download, sha) = results.pop_first().unwrap();
+    let got = api.get(&download);
+    assert_eq!(
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&got.body)),
+        sha
+    );
+    signals.blocking_send(Signal::Shutdown).unwrap();
+    tokio.block_on(daemon).unwrap().unwrap();
+}
+
+#[test]
+fn an_export_request_waiting_past_the_acquire_timeout_gets_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let mut config = wharf::config::Config::default();
+    config.exports.acquire_timeout_ms = 200;
+    let (tokio, signals, daemon, api) = start_with(&data, config);
+    // Another host's run of the same cache key holds its lease (a holder
+    // of another scope is never judged dead: only release or expiry free it).
+    let index = std::sync::Arc::new(Index::open(&data.join("index.sqlite")).unwrap());
+    let set = index.dataset("set1").unwrap().unwrap();
+    let key = ExportKey {
+        entity: set.id,
+        version: set.version,
+        format: "tar-export".into(),
+        params_sha256: export::params_sha256(&Vec::new()),
+    };
+    let held = Lease::acquire_as(
+        index.clone(),
+        &export::key_name(&key),
+        "elsewhere~boot~ns:1:1:beef",
+        Duration::from_secs(60),
+        Duration::ZERO,
+    )
+    .unwrap();
+    let request = |wait: &str| {
+        api.call(
+            "POST",
+            "/api/v1/datasets/set1/exports",
+            Some(&api.token),
+            &[("Prefer", wait)],
+            Some(r#"{"format": "tar-export"}"#),
+        )
+    };
+    let busy = request("wait=30");
+    assert_eq!(busy.status, 503, "{}", String::from_utf8_lossy(&busy.body));
+    let retry_after: u64 = busy.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=5).contains(&retry_after), "{retry_after}");
+    let error = busy.json();
+    assert_eq!(error["error"], "retry_later");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("another export of the same dataset, format and parameters"),
+        "{error}"
+    );
+    assert!(
+        rows(&data, "SELECT path FROM files WHERE kind = 'export'").is_empty(),
+        "no second run while the lease is held"
+    );
+    // Once the other run lets go, the retry makes it and a waiting request
+    // gets it.
+    drop(held);
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = request("wait=30");
+        if answer.status == 201 {
+            break;
+        }
+        assert_eq!(
+            answer.status,
+            503,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        assert!(Instant::now() < until, "the retry never made the export");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     signals.blocking_send(Signal::Shutdown).unwrap();
     tokio.block_on(daemon).unwrap().unwrap();
 }

@@ -18,11 +18,16 @@ fn every_bundled_plugin_loads_and_describes_itself() {
     // Whatever else is bundled, these are, each in its world.
     for (name, world) in [
         ("tar-export", World::Exporter),
+        ("zip-export", World::Exporter),
         ("manifest-json", World::Exporter),
+        ("backup-lite", World::Exporter),
         ("keep-last", World::Retention),
+        ("keep-tags", World::Retention),
+        ("export-cache", World::Retention),
         ("ttl", World::Retention),
         ("disk-pressure", World::Retention),
         ("http-put", World::Uploader),
+        ("local-dir", World::Uploader),
         ("s3", World::Uploader),
     ] {
         assert_eq!(worlds.get(name), Some(&world), "{name} in {worlds:?}");

@@ -46,7 +46,7 @@ pub(crate) fn dataset(dir: &Path) -> PathBuf {
     data
 }
 
-fn rows(data: &Path, sql: &str) -> Vec<String> {
+pub(crate) fn rows(data: &Path, sql: &str) -> Vec<String> {
     let db = wharf::index::open_read_only(&data.join("index.sqlite")).unwrap();
     let mut query = db.prepare(sql).unwrap();
     query
@@ -477,4 +477,396 @@ fn manifest_json_follows_its_schema_and_different_parameters_are_cached_apart() 
         bad.contains("\"indent\"") && bad.contains("pretty"),
         "{bad}"
     );
+}
+
+/// Every entry of the zip at `path` as (name, bytes), read by the `zip`
+/// crate, which checks each CRC-32 as it reads.
+fn zip_entries(path: &Path) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    (0..archive.len())
+        .map(|i| {
+            let mut entry = archive.by_index(i).unwrap();
+            assert_eq!(entry.compression(), zip::CompressionMethod::Stored);
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            (entry.name().unwrap().into_owned(), bytes)
+        })
+        .collect()
+}
+
+/// `unzip -t` of `path` (Info-ZIP, an independent reader), when the machine
+/// has it: every entry's CRC-32 checked, "No errors detected".
+fn unzip_test(path: &Path) {
+    match Command::new("unzip").arg("-tq").arg(path).output() {
+        Ok(output) => assert!(
+            output.status.success()
+                && String::from_utf8_lossy(&output.stdout).contains("No errors detected"),
+            "unzip -t: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        Err(error) => eprintln!("unzip is not installed ({error}); the zip crate alone reads it"),
+    }
+}
+
+#[test]
+fn zip_export_is_read_back_by_unzip_and_the_zip_crate_with_every_file_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let out = dir.path().join("set1.zip");
+    assert_eq!(
+        wharf(
+            &data,
+            &[
+                "export",
+                "set1",
+                "--format",
+                "zip-export",
+                "-o",
+                out.to_str().unwrap()
+            ]
+        )
+        .unwrap(),
+        ExitCode::SUCCESS
+    );
+    unzip_test(&out);
+    assert_eq!(
+        zip_entries(&out),
+        vec![
+            ("set1/a.bin".to_owned(), b"first file\n".to_vec()),
+            ("set1/sub/b.bin".to_owned(), vec![7u8; 70_000]),
+        ]
+    );
+    assert_eq!(
+        rows(
+            &data,
+            "SELECT x.media_type FROM exports x JOIN files f ON f.id = x.file_id"
+        ),
+        vec!["application/zip".to_owned()]
+    );
+}
+
+#[test]
+fn zip_export_of_more_than_65535_entries_is_zip64_and_both_readers_list_them_all() {
+    use crate::support::*;
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let plugin = runtime
+        .load(wharf::runtime::PluginSource {
+            limits: wharf::runtime::Limits {
+                memory_bytes: 256 << 20,
+                timeout: std::time::Duration::from_secs(300),
+                output_bytes: 1 << 30,
+                ..limits()
+            },
+            ..bundled("zip-export")
+        })
+        .unwrap();
+    // 65,540 entries over three files on disk: the host hands the same
+    // file to the plugin under many names, as a dataset would hand many.
+    let sources = [
+        call_file(dir.path(), "zero", b""),
+        call_file(dir.path(), "one", b"1"),
+        call_file(dir.path(), "abc", b"abc"),
+    ];
+    const ENTRIES: usize = 65_540;
+    let files: Vec<_> = (0..ENTRIES)
+        .map(|i| wharf::runtime::CallFile {
+            name: format!("d{}/{i:05}", i % 7),
+            ..sources[i % 3].clone()
+        })
+        .collect();
+    let out = dir.path().join("many.zip");
+    let result = plugin
+        .export(&entity("many"), &files, &Vec::new(), &out)
+        .unwrap();
+    assert_eq!(result.file_name, "many.zip");
+    let bytes = std::fs::read(&out).unwrap();
+    // The zip64 end record and its locator sit right before the classic end
+    // record, whose entry counts are the 0xFFFF marker.
+    let classic = bytes.len() - 22;
+    assert_eq!(bytes[classic..classic + 4], [0x50, 0x4b, 0x05, 0x06]);
+    assert_eq!(bytes[classic + 10..classic + 12], [0xFF, 0xFF]);
+    assert_eq!(bytes[classic - 20..classic - 16], [0x50, 0x4b, 0x06, 0x07]);
+    let end64 = classic - 20 - 56;
+    assert_eq!(bytes[end64..end64 + 4], [0x50, 0x4b, 0x06, 0x06]);
+    assert_eq!(
+        u64::from_le_bytes(bytes[end64 + 32..end64 + 40].try_into().unwrap()),
+        ENTRIES as u64
+    );
+    unzip_test(&out);
+    let entries = zip_entries(&out);
+    assert_eq!(entries.len(), ENTRIES);
+    for (i, (name, content)) in entries.iter().enumerate() {
+        assert_eq!(name, &format!("d{}/{i:05}", i % 7));
+        let expected: &[u8] = [&b""[..], b"1", b"abc"][i % 3];
+        assert_eq!(content, expected, "{name}");
+    }
+}
+
+/// Records a verified copy of the index path `path` on `destination`.
+fn synced(data: &Path, path: &str, destination: &str) {
+    let index = Index::open(&data.join("index.sqlite")).unwrap();
+    let sha256 = rows(
+        data,
+        &format!("SELECT sha256 FROM files WHERE path = '{path}'"),
+    )
+    .pop()
+    .unwrap();
+    index
+        .record_verified_copy_for_tests(
+            path,
+            destination,
+            &format!("s3://bucket/{sha256}"),
+            &sha256,
+        )
+        .unwrap();
+}
+
+#[test]
+fn backup_lite_points_at_verified_copies_and_refuses_a_destination_missing_or_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let backup = |out: Option<&Path>| {
+        let mut args = vec![
+            "export",
+            "set1",
+            "--format",
+            "backup-lite",
+            "--param",
+            "destination=s3",
+        ];
+        if let Some(out) = out {
+            args.extend(["-o", out.to_str().unwrap()]);
+        }
+        wharf(&data, &args)
+    };
+    let missing = format!("{:#}", backup(None).unwrap_err());
+    assert!(
+        missing.contains("destination \"s3\" is not configured"),
+        "{missing}"
+    );
+    // A copy of one file of two: the other is named.
+    synced(&data, "files/set1/a.bin", "s3");
+    let incomplete = format!("{:#}", backup(None).unwrap_err());
+    assert!(
+        incomplete.contains("destination \"s3\" has no verified copy of 1 of the 2 files")
+            && incomplete.contains("(set1/sub/b.bin)"),
+        "{incomplete}"
+    );
+    // A copy verified against other bytes is no copy.
+    let index = Index::open(&data.join("index.sqlite")).unwrap();
+    index
+        .record_verified_copy_for_tests("files/set1/sub/b.bin", "s3", "s3://x", &"0".repeat(64))
+        .unwrap();
+    assert!(format!("{:#}", backup(None).unwrap_err()).contains("(set1/sub/b.bin)"));
+    assert!(
+        rows(&data, "SELECT kind FROM jobs WHERE kind = 'export'").is_empty(),
+        "a refused backup queues nothing"
+    );
+    assert!(rows(&data, "SELECT CAST(id AS TEXT) FROM exports").is_empty());
+
+    synced(&data, "files/set1/sub/b.bin", "s3");
+    let out = dir.path().join("backup.json");
+    assert_eq!(backup(Some(&out)).unwrap(), ExitCode::SUCCESS);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(manifest["format"], "wharf-backup-lite/1");
+    assert_eq!(manifest["destination"], "s3");
+    let files = manifest["files"].as_array().unwrap();
+    let shas = rows(
+        &data,
+        "SELECT sha256 FROM files WHERE kind = 'capture' ORDER BY path",
+    );
+    assert_eq!(files.len(), 2);
+    for (file, sha) in files.iter().zip(&shas) {
+        assert_eq!(file["sha256"], *sha);
+        assert_eq!(file["remote_ref"], format!("s3://bucket/{sha}"));
+    }
+    assert_eq!(files[1]["name"], "set1/sub/b.bin");
+    assert!(
+        std::fs::metadata(&out).unwrap().len() < 2_000,
+        "no file bytes in a backup"
+    );
+}
+
+#[test]
+fn a_backup_whose_copies_vanish_after_it_was_queued_fails_and_caches_nothing() {
+    use wharf::jobs::{Handler, JobContext};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    synced(&data, "files/set1/a.bin", "s3");
+    synced(&data, "files/set1/sub/b.bin", "s3");
+    let config = wharf::config::Config::default();
+    let data_dir = wharf::store::DataDir::new(&data);
+    let exporters = Arc::new(export::load_exporters(&config, &data_dir).unwrap());
+    let index = Arc::new(Index::open(&data.join("index.sqlite")).unwrap());
+    let request = ExportRequest {
+        dataset: "set1".into(),
+        format: "backup-lite".into(),
+        params: vec![("destination".into(), "s3".into())],
+    };
+    let Planned::Run { request, key } = export::plan(&index, &exporters, &request).unwrap() else {
+        panic!("nothing is cached yet")
+    };
+    let queue = Queue::new(index.clone(), &wharf::config::JobsConfig::default());
+    let id = queue.enqueue(&request, Trigger::Cli).unwrap().id();
+    // Between the request and the run, one copy is found not to match.
+    index
+        .record_verified_copy_for_tests("files/set1/a.bin", "s3", "s3://x", &"0".repeat(64))
+        .unwrap();
+    let job = index.job(id).unwrap().unwrap();
+    let handler = export::ExportJob::new(
+        data_dir.clone(),
+        index.clone(),
+        exporters,
+        Arc::new(std::sync::RwLock::new(config)),
+    );
+    let progress = |_: u64, _: Option<u64>| {};
+    let outcome = handler.run(&JobContext::new(
+        &job,
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        &progress,
+    ));
+    let Err(wharf::jobs::JobError::Terminal(error)) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        format!("{error:#}")
+            .contains("no verified copy of 1 of the 2 files of dataset \"set1\" (set1/a.bin)"),
+        "{error:#}"
+    );
+    assert!(index.cached_export(&key).unwrap().is_none());
+    assert!(rows(&data, "SELECT path FROM files WHERE kind = 'export'").is_empty());
+    assert!(
+        std::fs::read_dir(data.join("tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing is left in tmp/"
+    );
+}
+
+#[test]
+fn a_sigkill_during_a_large_export_leaves_nothing_visible_and_the_rerun_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::write(
+        dir.path().join("wharf.toml"),
+        "[ingest]\nfile_last_modified_ms = 0\n",
+    )
+    .unwrap();
+    let config = dir.path().join("wharf.toml");
+    let config = config.to_str().unwrap();
+    wharf(&data, &["--config", config, "init"]).unwrap();
+    // 96 files of 4 MiB: long enough an export to be killed mid-way.
+    let source = dir.path().join("big");
+    std::fs::create_dir_all(&source).unwrap();
+    let chunk: Vec<u8> = (0..4u32 << 20).map(|i| (i % 253) as u8).collect();
+    for n in 0..96 {
+        std::fs::write(source.join(format!("f{n:02}.bin")), &chunk).unwrap();
+    }
+    wharf(
+        &data,
+        &["--config", config, "add", source.to_str().unwrap()],
+    )
+    .unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf-under-test"))
+        .args(["--data-dir", data.to_str().unwrap()])
+        .args(["export", "big", "--format", "tar-export", "--wait"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once its output in tmp/ holds a quarter of the archive.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let killed_at = loop {
+        let written: u64 = std::fs::read_dir(data.join("tmp"))
+            .map(|entries| {
+                entries
+                    .filter_map(|entry| entry.ok()?.metadata().ok())
+                    .map(|metadata| metadata.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        if written >= 96 << 20 {
+            child.kill().unwrap();
+            break written;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the export ended before it could be killed"
+        );
+        assert!(
+            std::time::Instant::now() < until,
+            "the export never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    child.wait().unwrap();
+    assert!(killed_at < 96 * (4 << 20), "killed mid-way");
+    // Nothing visible: no cache entry, no export file row, nothing under
+    // exports/; only the half-written output in tmp/.
+    assert!(rows(&data, "SELECT CAST(id AS TEXT) FROM exports").is_empty());
+    assert!(rows(&data, "SELECT path FROM files WHERE kind = 'export'").is_empty());
+    let exported: Vec<_> = walk(&data.join("exports"));
+    assert!(exported.is_empty(), "{exported:?}");
+    assert!(
+        std::fs::read_dir(data.join("tmp"))
+            .unwrap()
+            .next()
+            .is_some()
+    );
+    // The rerun takes over the dead process's job and lease and succeeds.
+    let out = dir.path().join("big.tar");
+    assert_eq!(
+        wharf(
+            &data,
+            &[
+                "export",
+                "big",
+                "--format",
+                "tar-export",
+                "-o",
+                out.to_str().unwrap()
+            ]
+        )
+        .unwrap(),
+        ExitCode::SUCCESS
+    );
+    let listing = Command::new("tar").arg("-tf").arg(&out).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&listing.stdout).lines().count(), 96);
+    // The killed job itself ran to its end (a rerun its follower asked for
+    // may be queued behind it: it would find the cache).
+    assert_eq!(
+        rows(
+            &data,
+            "SELECT state FROM jobs WHERE kind = 'export' ORDER BY id LIMIT 1"
+        ),
+        vec!["done".to_owned()]
+    );
+    assert_eq!(
+        rows(&data, "SELECT path FROM files WHERE kind = 'export'").len(),
+        1
+    );
+    assert_eq!(walk(&data.join("exports")).len(), 1);
+}
+
+/// The regular files under `dir`, recursively (none if it does not exist).
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
 }

@@ -3,7 +3,8 @@
 //! cached; the job; the download), files and jobs, under `/api/v1`.
 //!
 //! - `routes.rs`: the handlers; every index read and write runs on a
-//!   blocking thread, off the async executor.
+//!   blocking thread, off the async executor. An export request with
+//!   `Prefer: wait=N` follows its job instead of answering 202 at once.
 //! - `download.rs`: a cached export streamed from disk with HTTP Range,
 //!   `ETag` (its sha256) and `If-None-Match`.
 //!

@@ -2,6 +2,7 @@
 //! thread and answers JSON.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, ApiState, download};
 use crate::export::{self, ExportRequest, Planned};
-use crate::index::{Enqueued, ExportId, FileId, JobId};
+use crate::index::{Enqueued, ExportId, ExportKey, ExportRow, FileId, JobId, JobState, now_ms};
 use crate::jobs::{JobRow, Request as JobRequest, Trigger, Waker};
 use crate::views::{dataset_json, export_json, file_json, job_json};
 
@@ -127,17 +128,22 @@ fn download_location(id: ExportId) -> String {
 }
 
 #[utoipa::path(post, path = "/api/v1/datasets/{name}/exports", tag = "exports",
-    params(("name" = String, Path, description = "The dataset")),
+    params(("name" = String, Path, description = "The dataset"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (seconds, at most 60): wait for the export job instead of answering 202 at once: 201 when the export is made in time, 503 when its job failed for now (e.g. another run of the same cache key outlasted [exports] acquire_timeout_ms) and retries after Retry-After, 500 when it failed for good, 202 when it is still at work. A waiting request counts toward [api] max_in_flight.")),
     request_body(content_type = "application/json", description = "{\"format\": \"tar-export\", \"params\": {\"key\": \"value\"}}"),
     responses(
-        (status = 201, description = "Cached: Location is the download"),
+        (status = 201, description = "Cached (or made while the request waited): Location is the download"),
         (status = 202, description = "A job makes it: Location is the job"),
         (status = 404, description = "Unknown dataset or format (the formats there are are named)"),
+        (status = 409, description = "The format points at copies on a sync destination (parameter `destination`, e.g. backup-lite) that is not configured or has no verified copy of some files: the destination and the first files missing are named"),
         (status = 422, description = "A parameter the format does not take, or a missing required one (named)"),
-        (status = 429, description = "Busy: retry after Retry-After")))]
+        (status = 429, description = "Busy: too many requests in flight; retry after Retry-After"),
+        (status = 500, description = "With Prefer: wait, the export job failed for good; its error is the message"),
+        (status = 503, description = "With Prefer: wait, the export job failed for now and is retried; retry after Retry-After")))]
 async fn request_export(
     State(state): State<ApiState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Result<Json<ExportBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|rejection| {
@@ -155,26 +161,132 @@ async fn request_export(
         format: body.format,
         params: body.params.into_iter().collect(),
     };
+    let wait = preferred_wait(&headers);
     let waker = state.waker.clone();
-    let planned = blocking(
-        move || match export::plan(&state.index, &state.exporters, &request)? {
-            Planned::Cached(hit) => Ok(Ok(hit)),
-            Planned::Run { request, .. } => Ok(Err(enqueue(&state, &request)?)),
-        },
-    )
-    .await?;
+    let planning = state.clone();
+    let planned =
+        blocking(
+            move || match export::plan(&planning.index, &planning.exporters, &request)? {
+                Planned::Cached(hit) => Ok(Ok(hit)),
+                Planned::Run { request, key } => Ok(Err((enqueue(&planning, &request)?, key))),
+            },
+        )
+        .await?;
     match planned {
-        Ok(hit) => {
-            let location = download_location(hit.id);
-            let mut response = (
-                StatusCode::CREATED,
-                Json(json!({ "export": export_json(&hit), "download": location })),
-            )
-                .into_response();
-            set_location(&mut response, &location);
-            Ok(response)
+        Ok(hit) => Ok(created(&hit)),
+        Err(((enqueued, row), key)) => {
+            let response = accepted(&enqueued, &row, waker.as_ref());
+            match wait {
+                Some(wait) => wait_for_export(&state, row, key, wait, response).await,
+                None => Ok(response),
+            }
         }
-        Err((enqueued, row)) => Ok(accepted(&enqueued, &row, waker.as_ref())),
+    }
+}
+
+/// 201 with the export and its download as `Location`.
+fn created(export: &ExportRow) -> Response {
+    let location = download_location(export.id);
+    let mut response = (
+        StatusCode::CREATED,
+        Json(json!({ "export": export_json(export), "download": location })),
+    )
+        .into_response();
+    set_location(&mut response, &location);
+    response
+}
+
+/// The longest `Prefer: wait` honoured.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+/// How often a waiting request looks at its job.
+const WAIT_POLL: Duration = Duration::from_millis(20);
+
+/// `Prefer: wait=N` (RFC 7240), at most [`MAX_WAIT`].
+fn preferred_wait(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split([',', ';']))
+        .find_map(|preference| {
+            let (name, value) = preference.trim().split_once('=')?;
+            if !name.trim().eq_ignore_ascii_case("wait") {
+                return None;
+            }
+            value.trim().trim_matches('"').parse::<u64>().ok()
+        })
+        .map(|seconds| Duration::from_secs(seconds).min(MAX_WAIT))
+}
+
+/// Follows the export job `job` for up to `wait`: 201 as soon as the export
+/// of `key` is cached, 503 with `Retry-After` when the job failed for now
+/// and waits for its retry, 500 when it failed for good, else `pending`
+/// (the 202).
+async fn wait_for_export(
+    state: &ApiState,
+    job: JobRow,
+    key: ExportKey,
+    wait: Duration,
+    pending: Response,
+) -> Result<Response, ApiError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let id = job.id;
+    loop {
+        let (index, key) = (state.index.clone(), key.clone());
+        let (made, row) = blocking(move || {
+            let made = index.cached_export(&key).map_err(ApiError::internal)?;
+            let row = index.job(id).map_err(ApiError::internal)?;
+            Ok((made, row))
+        })
+        .await?;
+        if let Some(made) = made {
+            let mut response = created(&made);
+            response
+                .headers_mut()
+                .insert("preference-applied", HeaderValue::from_static("wait"));
+            return Ok(response);
+        }
+        let Some(row) = row else {
+            return Ok(pending);
+        };
+        match row.state {
+            JobState::Failed | JobState::Cancelled => {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "export_failed",
+                    format!(
+                        "export job {} {}: {}; GET /api/v1/jobs/{} has the details",
+                        id.0,
+                        row.state.as_str(),
+                        row.last_error.as_deref().unwrap_or("no error recorded"),
+                        id.0
+                    ),
+                ));
+            }
+            JobState::Queued if row.attempts > 0 && row.last_error.is_some() => {
+                let retry_in_ms = row.next_attempt_ms.saturating_sub(now_ms()).max(0) as u64;
+                let mut error = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "retry_later",
+                    format!(
+                        "export job {} failed for now and is retried (attempt {} of {}): {}; \
+                         request again after Retry-After, or follow /api/v1/jobs/{}",
+                        id.0,
+                        row.attempts + 1,
+                        row.max_attempts,
+                        row.last_error.as_deref().unwrap_or(""),
+                        id.0
+                    ),
+                );
+                error.retry_after_s = Some(retry_in_ms.div_ceil(1000).max(1));
+                return Err(error);
+            }
+            _ => {}
+        }
+        if tokio::time::Instant::now() + WAIT_POLL > deadline {
+            return Ok(pending);
+        }
+        tokio::time::sleep(WAIT_POLL).await;
     }
 }
 
@@ -362,6 +474,25 @@ async fn download_export(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefer_wait_is_read_among_other_preferences_and_capped() {
+        let wait = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append("prefer", HeaderValue::from_str(value).unwrap());
+            }
+            preferred_wait(&headers)
+        };
+        assert_eq!(wait(&[]), None);
+        assert_eq!(wait(&["wait=5"]), Some(Duration::from_secs(5)));
+        assert_eq!(
+            wait(&["respond-async", "handling=lenient, Wait = 7"]),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(wait(&["wait=100000"]), Some(MAX_WAIT));
+        assert_eq!(wait(&["wait=soon"]), None);
+    }
 
     #[test]
     fn every_route_is_in_the_openapi_document() {

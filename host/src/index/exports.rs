@@ -120,6 +120,24 @@ const KEY_WHERE: &str =
     "x.entity_id = ?1 AND x.entity_version = ?2 AND x.format = ?3 AND x.params_sha256 = ?4";
 
 impl Index {
+    /// Dataset `name`'s id, present version and last export request: all
+    /// an export request needs to find its cache key, read without the
+    /// counts and sums of [`Index::dataset`] (which visit every file of the
+    /// dataset), so a cache hit costs the same for a dataset of 10 files or
+    /// of a million.
+    pub fn dataset_version(
+        &self,
+        name: &str,
+    ) -> anyhow::Result<Option<(EntityId, i64, Option<i64>)>> {
+        self.read(|db| {
+            db.prepare_cached("SELECT id, version, last_export_ms FROM entities WHERE name = ?1")?
+                .query_row([name], |row| {
+                    Ok((EntityId(row.get(0)?), row.get(1)?, row.get(2)?))
+                })
+                .optional()
+        })
+    }
+
     /// An export request: touches the dataset's `last_export_ms` and, on a
     /// hit (an entry of `key` whose file is ready), the entry's
     /// `last_access_ms`, which extends its life in the cache. The hit, if
@@ -311,6 +329,52 @@ impl Index {
                 |row| row.get(0),
             )?;
             Ok(ExportId(id))
+        })
+    }
+
+    /// Test support until the sync engine records copies: adds destination
+    /// `name` (if missing) and records that the file at index path `path`
+    /// has a verified copy there, `remote_ref`, verified against `sha256`.
+    #[doc(hidden)]
+    pub fn record_verified_copy_for_tests(
+        &self,
+        path: &str,
+        destination: &str,
+        remote_ref: &str,
+        sha256: &str,
+    ) -> anyhow::Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO destinations (name, plugin, url) VALUES (?1, 'test', 'test://')
+                 ON CONFLICT (name) DO NOTHING",
+                [destination],
+            )?;
+            let changed = tx.execute(
+                "INSERT INTO sync_status (file_id, destination_id, state, attempts, remote_ref, verified_sha256)
+                 SELECT f.id, d.id, 'synced', 1, ?3, ?4 FROM files f, destinations d
+                 WHERE f.path = ?1 AND d.name = ?2
+                 ON CONFLICT (file_id, destination_id) DO UPDATE SET
+                     state = 'synced', remote_ref = excluded.remote_ref,
+                     verified_sha256 = excluded.verified_sha256",
+                params![path, destination, remote_ref, sha256],
+            )?;
+            if changed == 0 {
+                return Err(rusqlite::Error::QueryReturnedNoRows);
+            }
+            Ok(())
+        })
+    }
+
+    /// Test support: adds destination `name` with no copies on it.
+    #[doc(hidden)]
+    pub fn add_destination_for_tests(&self, name: &str) -> anyhow::Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO destinations (name, plugin, url) VALUES (?1, 'test', 'test://')
+                 ON CONFLICT (name) DO NOTHING",
+                [name],
+            )?;
+            Ok(())
         })
     }
 
