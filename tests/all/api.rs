@@ -273,11 +273,13 @@ fn an_application_exports_over_http_202_then_a_job_then_201_and_a_download_with_
 fn every_api_refusal_is_json_that_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let data = dataset(dir.path());
-    Index::open(&data.join("index.sqlite"))
-        .unwrap()
-        .add_destination_for_tests("local")
-        .unwrap();
-    let (tokio, signals, daemon, api) = start(&data);
+    // A configured destination that holds no copy: its directory cannot be
+    // created, so the daemon's sync never places anything there.
+    let config = wharf::config::Config::parse(
+        "[[destination]]\nname = \"local\"\nkind = \"local\"\npath = \"/dev/null/unwritable\"\n",
+    )
+    .unwrap();
+    let (tokio, signals, daemon, api) = start_with(&data, config);
     let cases: Vec<(Answer, u16, &str, &str)> = vec![
         (
             api.post(
