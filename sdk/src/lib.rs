@@ -60,6 +60,7 @@ pub mod mock;
 pub mod output;
 mod params;
 mod retention;
+pub mod text;
 
 pub use files::{File, FileEntry};
 pub use params::{param, param_parse};

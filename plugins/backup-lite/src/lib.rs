@@ -18,6 +18,7 @@
 //! (by name).
 
 use wharf_sdk::output::write;
+use wharf_sdk::text::{file_name, json_string};
 use wharf_sdk::{
     Entity, ExportResult, Exporter, FileEntry, ParamSpec, Params, PluginError, PluginInfo,
     RemoteCopy, param,
@@ -59,7 +60,7 @@ impl Exporter for BackupLite {
         let copies = verified_copies(&files, destination)?;
         write(manifest(&entity, destination, &files, &copies).as_bytes())?;
         Ok(ExportResult {
-            file_name: format!("{}.backup.json", sanitize(&entity.name)),
+            file_name: format!("{}.backup.json", file_name(&entity.name)),
             media_type: "application/json".into(),
         })
     }
@@ -112,13 +113,13 @@ fn manifest(
 ) -> String {
     let mut out = String::new();
     out.push_str("{\"format\":\"wharf-backup-lite/1\"");
-    out.push_str(&format!(",\"dataset\":{}", string(&entity.name)));
+    out.push_str(&format!(",\"dataset\":{}", json_string(&entity.name)));
     out.push_str(&format!(",\"version\":{}", entity.version));
-    out.push_str(&format!(",\"destination\":{}", string(destination)));
+    out.push_str(&format!(",\"destination\":{}", json_string(destination)));
     let attributes: Vec<String> = entity
         .attributes
         .iter()
-        .map(|(key, value)| format!("{}:{}", string(key), string(value)))
+        .map(|(key, value)| format!("{}:{}", json_string(key), json_string(value)))
         .collect();
     out.push_str(&format!(",\"attributes\":{{{}}}", attributes.join(",")));
     out.push_str(",\"files\":[");
@@ -128,55 +129,17 @@ fn manifest(
         }
         out.push_str(&format!(
             "{{\"name\":{},\"size\":{},\"sha256\":{},\"kind\":{},\"created_ms\":{},\"modified_ms\":{},\"remote_ref\":{}}}",
-            string(&file.name),
+            json_string(&file.name),
             file.size,
-            string(&file.sha256),
-            string(&file.kind),
+            json_string(&file.sha256),
+            json_string(&file.kind),
             file.created_ms,
             file.modified_ms,
-            string(&copy.remote_ref),
+            json_string(&copy.remote_ref),
         ));
     }
     out.push_str("]}\n");
     out
-}
-
-/// A JSON string literal.
-fn string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Replaces anything but `[A-Za-z0-9._-]` so the result is a bare file name.
-fn sanitize(name: &str) -> String {
-    let name: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if name.is_empty() || name.chars().all(|c| c == '.') {
-        "export".into()
-    } else {
-        name
-    }
 }
 
 #[cfg(test)]

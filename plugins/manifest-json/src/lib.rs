@@ -8,6 +8,7 @@
 //! KiB, and the escaping below is all JSON needs.
 
 use wharf_sdk::output::write;
+use wharf_sdk::text::{file_name, json_string};
 use wharf_sdk::{
     Entity, ExportResult, Exporter, FileEntry, ParamSpec, Params, PluginError, PluginInfo, param,
 };
@@ -42,7 +43,7 @@ impl Exporter for ManifestJson {
         };
         write(manifest(&entity, &files, pretty).as_bytes())?;
         Ok(ExportResult {
-            file_name: format!("{}.manifest.json", sanitize(&entity.name)),
+            file_name: format!("{}.manifest.json", file_name(&entity.name)),
             media_type: "application/json".into(),
         })
     }
@@ -62,13 +63,13 @@ pub fn manifest(entity: &Entity, files: &[FileEntry], pretty: bool) -> String {
     out.push_str(&format!("{nl}{i1}\"format\":{sp}\"wharf-manifest/1\","));
     out.push_str(&format!(
         "{nl}{i1}\"dataset\":{sp}{},",
-        string(&entity.name)
+        json_string(&entity.name)
     ));
     out.push_str(&format!("{nl}{i1}\"version\":{sp}{},", entity.version));
     let attributes: Vec<String> = entity
         .attributes
         .iter()
-        .map(|(key, value)| format!("{nl}{i2}{}:{sp}{}", string(key), string(value)))
+        .map(|(key, value)| format!("{nl}{i2}{}:{sp}{}", json_string(key), json_string(value)))
         .collect();
     out.push_str(&format!(
         "{nl}{i1}\"attributes\":{sp}{{{}",
@@ -89,17 +90,26 @@ pub fn manifest(entity: &Entity, files: &[FileEntry], pretty: bool) -> String {
             .map(|copy| {
                 format!(
                     "{{\"destination\":{sp}{},{sp}\"remote_ref\":{sp}{},{sp}\"sha256\":{sp}{}}}",
-                    string(&copy.destination),
-                    string(&copy.remote_ref),
-                    string(&copy.sha256)
+                    json_string(&copy.destination),
+                    json_string(&copy.remote_ref),
+                    json_string(&copy.sha256)
                 )
             })
             .collect();
         out.push_str(&format!("{nl}{i2}{{"));
-        out.push_str(&format!("{nl}{i3}\"name\":{sp}{},", string(&file.name)));
+        out.push_str(&format!(
+            "{nl}{i3}\"name\":{sp}{},",
+            json_string(&file.name)
+        ));
         out.push_str(&format!("{nl}{i3}\"size\":{sp}{},", file.size));
-        out.push_str(&format!("{nl}{i3}\"sha256\":{sp}{},", string(&file.sha256)));
-        out.push_str(&format!("{nl}{i3}\"kind\":{sp}{},", string(&file.kind)));
+        out.push_str(&format!(
+            "{nl}{i3}\"sha256\":{sp}{},",
+            json_string(&file.sha256)
+        ));
+        out.push_str(&format!(
+            "{nl}{i3}\"kind\":{sp}{},",
+            json_string(&file.kind)
+        ));
         out.push_str(&format!("{nl}{i3}\"created_ms\":{sp}{},", file.created_ms));
         out.push_str(&format!(
             "{nl}{i3}\"modified_ms\":{sp}{},",
@@ -116,44 +126,6 @@ pub fn manifest(entity: &Entity, files: &[FileEntry], pretty: bool) -> String {
     }
     out.push_str(&format!("]{nl}}}{nl}"));
     out
-}
-
-/// A JSON string literal.
-fn string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Replaces anything but `[A-Za-z0-9._-]` so the result is a bare file name.
-fn sanitize(name: &str) -> String {
-    let name: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if name.is_empty() || name.chars().all(|c| c == '.') {
-        "export".into()
-    } else {
-        name
-    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! sandbox boundary.
 
 use wharf_sdk::output::{append_file, write};
+use wharf_sdk::text::file_name;
 use wharf_sdk::{Entity, ExportResult, Exporter, FileEntry, Params, PluginError, PluginInfo};
 
 const BLOCK: usize = 512;
@@ -33,32 +34,13 @@ impl Exporter for TarExport {
         // Two zero blocks end the archive.
         write(&[0u8; 2 * BLOCK])?;
         Ok(ExportResult {
-            file_name: format!("{}.tar", sanitize(&entity.name)),
+            file_name: format!("{}.tar", file_name(&entity.name)),
             media_type: "application/x-tar".into(),
         })
     }
 }
 
 wharf_sdk::export_exporter!(TarExport);
-
-/// Replaces anything but `[A-Za-z0-9._-]` so the result is a bare file name.
-fn sanitize(id: &str) -> String {
-    let name: String = id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if name.is_empty() || name.chars().all(|c| c == '.') {
-        "export".into()
-    } else {
-        name
-    }
-}
 
 fn header(file: &FileEntry) -> Result<[u8; BLOCK], PluginError> {
     let mut block = [0u8; BLOCK];

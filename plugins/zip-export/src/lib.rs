@@ -12,6 +12,7 @@
 //! files' modification times in UTC.
 
 use wharf_sdk::output::{append_file, write};
+use wharf_sdk::text::file_name;
 use wharf_sdk::{Entity, ExportResult, Exporter, FileEntry, Params, PluginError, PluginInfo};
 
 pub struct ZipExport;
@@ -31,7 +32,7 @@ impl Exporter for ZipExport {
     ) -> Result<ExportResult, PluginError> {
         export(&files, Limits::ZIP)?;
         Ok(ExportResult {
-            file_name: format!("{}.zip", sanitize(&entity.name)),
+            file_name: format!("{}.zip", file_name(&entity.name)),
             media_type: "application/zip".into(),
         })
     }
@@ -325,25 +326,6 @@ fn put32(out: &mut Vec<u8>, value: u32) {
 
 fn put64(out: &mut Vec<u8>, value: u64) {
     out.extend_from_slice(&value.to_le_bytes());
-}
-
-/// Replaces anything but `[A-Za-z0-9._-]` so the result is a bare file name.
-fn sanitize(name: &str) -> String {
-    let name: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if name.is_empty() || name.chars().all(|c| c == '.') {
-        "export".into()
-    } else {
-        name
-    }
 }
 
 #[cfg(test)]
