@@ -38,8 +38,9 @@ pub struct Batch {
     pub entity: Vec<u32>,
     /// Index into `kinds`.
     pub kind: Vec<u32>,
-    /// Bits: 1 synced to every required destination, 2 a cached export,
-    /// 4 leased (as the contract's `batch.flags`).
+    /// Bits: 1 synced to every required destination, 2 held by an export
+    /// being made or downloaded, 4 leased (the contract's `batch.flags`,
+    /// with bit 2 as the SDK's `FileFlags::EXPORT_HELD` states it).
     pub flags: Vec<u8>,
 }
 
