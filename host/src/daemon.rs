@@ -28,7 +28,7 @@ use crate::jobs::{
 use crate::lease::{self, Lease, LeaseError};
 use crate::plugins::{self, LoadReport};
 use crate::retention;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, World};
 use crate::store::DataDir;
 use crate::sync;
 
@@ -116,7 +116,7 @@ pub async fn run_with(
         shared_config.clone(),
         runtime.clone(),
     ));
-    let exporters = Arc::new(Exporters::new(&loaded.registry));
+    let exporters = Arc::new(Exporters::new(World::Exporter, &loaded.registry));
     handlers.register(
         export::EXPORT,
         Arc::new(ExportJob::new(
@@ -126,7 +126,7 @@ pub async fn run_with(
             shared_config.clone(),
         )),
     );
-    let uploaders = Arc::new(sync::Uploaders::new(&loaded.registry));
+    let uploaders = Arc::new(sync::Uploaders::new(World::Uploader, &loaded.registry));
     handlers.register(
         sync::SYNC,
         Arc::new(sync::SyncJob::new(

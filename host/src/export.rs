@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -33,55 +33,14 @@ use crate::config::{Config, ExportsConfig};
 use crate::index::{EntityId, ExportKey, ExportRow, ExportSnapshot, Index, NewExport, now_ms};
 use crate::jobs::{Handler, JobContext, JobError, Request, SharedConfig};
 use crate::lease::{Lease, LeaseError};
-use crate::runtime::{
-    CallError, CallFile, Entity, ErrorClass, Params, Plugin, Registry, RemoteCopy, World,
-};
+use crate::runtime::{CallError, CallFile, Entity, ErrorClass, Params, Plugin, RemoteCopy, World};
 use crate::store::{self, DataDir};
 
 /// The job kind of an export.
 pub const EXPORT: &str = "export";
 
-/// The exporters a deployment has loaded, replaced as a whole on reload.
-#[derive(Debug, Default)]
-pub struct Exporters {
-    by_name: RwLock<BTreeMap<String, Arc<Plugin>>>,
-}
-
-impl Exporters {
-    pub fn new(registry: &Registry) -> Exporters {
-        let exporters = Exporters::default();
-        exporters.replace(registry);
-        exporters
-    }
-
-    /// Takes the exporters of `registry` in place of the ones held.
-    pub fn replace(&self, registry: &Registry) {
-        let by_name = registry
-            .iter()
-            .filter(|plugin| plugin.world == World::Exporter)
-            .map(|plugin| (plugin.name.clone(), plugin.clone()))
-            .collect();
-        *self.by_name.write().unwrap_or_else(PoisonError::into_inner) = by_name;
-    }
-
-    pub fn get(&self, format: &str) -> Option<Arc<Plugin>> {
-        self.by_name
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(format)
-            .cloned()
-    }
-
-    /// The formats there are, in name order.
-    pub fn names(&self) -> Vec<String> {
-        self.by_name
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .cloned()
-            .collect()
-    }
-}
+/// The exporters a deployment has loaded, by format name.
+pub type Exporters = crate::plugins::WorldPlugins;
 
 /// What an application or the CLI asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -705,7 +664,7 @@ pub fn load_exporters(config: &Config, data_dir: &DataDir) -> anyhow::Result<Exp
     for error in &report.errors {
         tracing::warn!(error = %error, "plugin not loaded");
     }
-    Ok(Exporters::new(&report.registry))
+    Ok(Exporters::new(World::Exporter, &report.registry))
 }
 
 #[cfg(test)]

@@ -13,8 +13,7 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::export::{self, ExportJob, ExportRequest, Planned};
 use crate::index::{Enqueued, ExportRow, Index, JobState};
-use crate::jobs::{Handlers, Pool, PoolSettings, Queue, Trigger};
-use crate::lease;
+use crate::jobs::{Handlers, Queue, Trigger};
 use crate::store::DataDir;
 
 pub(super) struct ExportArgs {
@@ -74,17 +73,7 @@ pub(super) fn export(
                     Arc::new(RwLock::new(config.clone())),
                 )),
             );
-            let settings = PoolSettings {
-                workers: 1,
-                only: Some(id),
-                ..PoolSettings::from_config(&config.jobs)
-            };
-            Some(Pool::start(
-                index.clone(),
-                lease::this_process(),
-                handlers,
-                settings,
-            )?)
+            Some(super::jobs::pool_for_one_job(config, &index, handlers, id)?)
         }
     };
     let row = super::jobs::follow(&index, id)?;

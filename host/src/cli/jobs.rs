@@ -195,17 +195,7 @@ pub(super) fn enqueue_and_follow(
                     runtime,
                 ));
             }
-            let settings = PoolSettings {
-                workers: 1,
-                only: Some(id),
-                ..PoolSettings::from_config(&config.jobs)
-            };
-            Some(Pool::start(
-                index.clone(),
-                lease::this_process(),
-                handlers,
-                settings,
-            )?)
+            Some(pool_for_one_job(config, &index, handlers, id)?)
         }
     };
     let row = follow(&index, id)?;
@@ -213,6 +203,22 @@ pub(super) fn enqueue_and_follow(
         pool.drain(Duration::ZERO);
     }
     report_end(&row)
+}
+
+/// A pool of one worker in this process that runs job `id` and nothing
+/// else: how `--wait` runs a job when no daemon is up.
+pub(super) fn pool_for_one_job(
+    config: &Config,
+    index: &Arc<Index>,
+    handlers: jobs::Handlers,
+    id: JobId,
+) -> anyhow::Result<Pool> {
+    let settings = PoolSettings {
+        workers: 1,
+        only: Some(id),
+        ..PoolSettings::from_config(&config.jobs)
+    };
+    Pool::start(index.clone(), lease::this_process(), handlers, settings)
 }
 
 /// Polls job `id` until it is done, failed or cancelled, with a progress

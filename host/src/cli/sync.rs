@@ -18,11 +18,11 @@ use super::JobsFormat;
 use super::status::human_bytes;
 use crate::config::Config;
 use crate::index::{DestinationId, Enqueued, Index, JobId, JobRow, JobState, SyncSummary, now_ms};
-use crate::jobs::{self, Pool, PoolSettings, Queue, Trigger};
-use crate::runtime::Runtime;
+use crate::jobs::{self, Queue, Trigger};
+use crate::plugins;
+use crate::runtime::{Runtime, World};
 use crate::store::DataDir;
 use crate::sync::{self, SyncJob, Uploaders};
-use crate::{lease, plugins};
 
 /// Opens (creating if needed) the index and records the configured
 /// destinations in it, checking `destination` is one of them.
@@ -107,7 +107,12 @@ pub(super) fn sync(
     let mut pools = Vec::new();
     if let Some(handlers) = &handlers {
         for (_, enqueued) in &lanes {
-            pools.push(start_pool(config, &index, handlers, enqueued.id())?);
+            pools.push(super::jobs::pool_for_one_job(
+                config,
+                &index,
+                handlers.clone(),
+                enqueued.id(),
+            )?);
         }
     }
     let bar = progress_bar();
@@ -120,7 +125,12 @@ pub(super) fn sync(
         bar.as_ref(),
         &mut |id| {
             if let Some(handlers) = &handlers {
-                pools.push(start_pool(config, &index, handlers, id)?);
+                pools.push(super::jobs::pool_for_one_job(
+                    config,
+                    &index,
+                    handlers.clone(),
+                    id,
+                )?);
             }
             Ok(())
         },
@@ -200,30 +210,10 @@ fn sync_handlers(
             data_dir.clone(),
             index.clone(),
             Arc::new(RwLock::new(config.clone())),
-            Arc::new(Uploaders::new(&loaded.registry)),
+            Arc::new(Uploaders::new(World::Uploader, &loaded.registry)),
         )),
     );
     Ok(handlers)
-}
-
-/// A pool in this process running only job `id`.
-fn start_pool(
-    config: &Config,
-    index: &Arc<Index>,
-    handlers: &jobs::Handlers,
-    id: JobId,
-) -> anyhow::Result<Pool> {
-    let settings = PoolSettings {
-        workers: 1,
-        only: Some(id),
-        ..PoolSettings::from_config(&config.jobs)
-    };
-    Pool::start(
-        index.clone(),
-        lease::this_process(),
-        handlers.clone(),
-        settings,
-    )
 }
 
 /// A bar of the destinations' files (synced or failed, of all), on a terminal.

@@ -10,6 +10,7 @@
 mod call;
 mod install;
 mod manifest;
+mod world;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use crate::store;
 pub use call::{CallOutcome, CallReport, CallRequest, Decision, Function, LogLine, Target, call};
 pub use install::{Installed, install, remove};
 pub use manifest::{ManifestError, read_plugin_dir};
+pub use world::WorldPlugins;
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/bundled.rs"));

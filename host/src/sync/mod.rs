@@ -22,7 +22,6 @@ mod destination;
 mod lane;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +31,6 @@ pub use lane::SyncJob;
 use crate::config::Config;
 use crate::index::{DestinationId, Index};
 use crate::jobs::Request;
-use crate::runtime::{Plugin, Registry, World};
 
 /// The job kind.
 pub const SYNC: &str = "sync";
@@ -78,47 +76,8 @@ pub fn register_destinations(
     Ok(specs.into_iter().map(|s| s.name).zip(ids).collect())
 }
 
-/// The uploader plugins loaded, replaced as a whole on reload.
-#[derive(Debug, Default)]
-pub struct Uploaders {
-    by_name: RwLock<BTreeMap<String, Arc<Plugin>>>,
-}
-
-impl Uploaders {
-    pub fn new(registry: &Registry) -> Uploaders {
-        let uploaders = Uploaders::default();
-        uploaders.replace(registry);
-        uploaders
-    }
-
-    /// Takes the uploaders of `registry` in place of the ones held.
-    pub fn replace(&self, registry: &Registry) {
-        let by_name = registry
-            .iter()
-            .filter(|plugin| plugin.world == World::Uploader)
-            .map(|plugin| (plugin.name.clone(), plugin.clone()))
-            .collect();
-        *self.by_name.write().unwrap_or_else(PoisonError::into_inner) = by_name;
-    }
-
-    pub fn get(&self, name: &str) -> Option<Arc<Plugin>> {
-        self.by_name
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-            .cloned()
-    }
-
-    /// The uploader names there are, in name order.
-    pub fn names(&self) -> Vec<String> {
-        self.by_name
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .cloned()
-            .collect()
-    }
-}
+/// The uploader plugins loaded, by name.
+pub type Uploaders = crate::plugins::WorldPlugins;
 
 #[cfg(test)]
 mod tests {
