@@ -49,11 +49,18 @@ fn runtime(allocator: Allocator, cache_dir: Option<PathBuf>) -> Runtime {
     .expect("the runtime starts")
 }
 
+/// The bundled keep-last, or the wasm file `WHARF_BENCH_KEEP_LAST` names (to
+/// measure a changed plugin without rebuilding the host).
 fn keep_last_source() -> PluginSource {
-    wharf::plugins::bundled(limits())
+    let mut source = wharf::plugins::bundled(limits())
         .into_iter()
         .find(|source| source.name == "keep-last")
-        .expect("keep-last is bundled")
+        .expect("keep-last is bundled");
+    if let Some(path) = std::env::var_os("WHARF_BENCH_KEEP_LAST") {
+        source.wasm = std::fs::read(&path).expect("WHARF_BENCH_KEEP_LAST is readable");
+        source.sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&source.wasm));
+    }
+    source
 }
 
 /// Batches ordered by (entity, created desc) that never split an entity, as
@@ -74,15 +81,15 @@ fn batches() -> Vec<Batch> {
                         attributes: vec![("branch".into(), "main".into())],
                     })
                     .collect(),
-                kinds: vec!["capture".into()],
+                kinds: ["capture".to_owned()].into(),
                 ids: rows.clone().map(|i| i as u64 + 1).collect(),
                 sizes: rows.clone().map(|i| 4096 + (i as u64 % 1000)).collect(),
                 created_ms: rows.clone().map(created).collect(),
                 modified_ms: rows.clone().map(created).collect(),
-                last_access_ms: vec![0; BATCH],
+                last_access_ms: vec![0; BATCH].into(),
                 entity: (0..BATCH).map(|j| (j / FILES_PER_ENTITY) as u32).collect(),
-                kind: vec![0; BATCH],
-                flags: vec![1; BATCH],
+                kind: vec![0; BATCH].into(),
+                flags: vec![1; BATCH].into(),
             }
         })
         .collect()
@@ -96,11 +103,26 @@ fn keep_params() -> Params {
 #[path = "../../plugins/keep-last/src/select.rs"]
 mod keep_last_select;
 
+/// Copies of the native peer in the binary; see [`native_keep_last`].
+const NATIVE_COPIES: usize = 4;
+
 /// The keep-last plugin's plan in native Rust: the same selection over the
 /// same column it reads (the entity column; creation times only with a
 /// minimum age, which this bench does not set), answer built the same way,
 /// in the caller's ids: the floor of the 1M bench.
-fn native_keep_last(batch: &Batch, keep: u64, reason: &str) -> (Vec<String>, Vec<Deletion>) {
+///
+/// How fast its tight loop runs depends on where the loop lands in the
+/// binary (this same code measured from 123 to 205 µs across builds), so
+/// the peer is compiled [`NATIVE_COPIES`] times, at different places (`COPY`
+/// only keeps the copies apart), and the ratio is taken against the fastest:
+/// the peer at its best.
+#[inline(never)]
+fn native_keep_last<const COPY: usize>(
+    batch: &Batch,
+    keep: u64,
+    reason: &str,
+) -> (Vec<String>, Vec<Deletion>) {
+    black_box(COPY);
     let reasons = vec![reason.to_owned()];
     let mut deletions = Vec::new();
     keep_last_select::select(&batch.entity, None, keep, i64::MAX, |i| {
@@ -179,7 +201,7 @@ fn trivial_calls(c: &mut Criterion) {
             &format!("reused_instance/{label}"),
             |iters| {
                 timed(iters, || {
-                    black_box(session.plan(black_box(Batch::default())).unwrap());
+                    black_box(session.plan(black_box(&Batch::default())).unwrap());
                 })
             },
         );
@@ -197,13 +219,13 @@ fn plan_million(c: &mut Criterion) {
     let reason = format!("keep-last: older than the newest {KEEP} of its entity");
     let expected: Vec<u64> = batches
         .iter()
-        .flat_map(|b| native_keep_last(b, KEEP, &reason).1)
+        .flat_map(|b| native_keep_last::<0>(b, KEEP, &reason).1)
         .map(|d| d.file)
         .collect();
     let mut session = plugin.plan_session(&params, &disk).unwrap();
     let planned: Vec<u64> = batches
         .iter()
-        .flat_map(|b| session.plan(b.clone()).unwrap().deletions)
+        .flat_map(|b| session.plan(b).unwrap().deletions)
         .map(|d| d.file)
         .collect();
     drop(session);
@@ -218,38 +240,34 @@ fn plan_million(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(8));
-    // A session owns the batches it is given, as the cleanup hands over
-    // each page right after reading it from the index. Here each batch is
-    // copied just before it is planned, off the clock, so it arrives as a
-    // fresh page does; the session drops it on the clock. The peer reads
-    // the same batches borrowed, warm, and drops nothing: the stricter
-    // comparison.
+    // Both read the same batches, borrowed: the session lends each to the
+    // plugin (sharing its columns) and keeps a share of its ids; the peer
+    // reads them in place.
     bench(&mut group, name, "one_session", |iters| {
-        let mut elapsed = Duration::ZERO;
-        for _ in 0..iters {
-            let start = Instant::now();
-            let mut session = plugin.plan_session(&params, &disk).unwrap();
-            elapsed += start.elapsed();
-            for batch in &batches {
-                let page = batch.clone();
-                let start = Instant::now();
-                black_box(session.plan(page).unwrap());
-                elapsed += start.elapsed();
-            }
-            let start = Instant::now();
-            black_box(session.finish().unwrap());
-            drop(session);
-            elapsed += start.elapsed();
-        }
-        elapsed
-    });
-    bench(&mut group, name, "native_rust", |iters| {
         timed(iters, || {
+            let mut session = plugin.plan_session(&params, &disk).unwrap();
             for batch in &batches {
-                black_box(native_keep_last(black_box(batch), KEEP, &reason));
+                black_box(session.plan(black_box(batch)).unwrap());
             }
+            black_box(session.finish().unwrap());
         })
     });
+    type Peer = fn(&Batch, u64, &str) -> (Vec<String>, Vec<Deletion>);
+    let copies: [Peer; NATIVE_COPIES] = [
+        native_keep_last::<0>,
+        native_keep_last::<1>,
+        native_keep_last::<2>,
+        native_keep_last::<3>,
+    ];
+    for (copy, peer) in copies.into_iter().enumerate() {
+        bench(&mut group, name, &format!("native_rust_{copy}"), |iters| {
+            timed(iters, || {
+                for batch in &batches {
+                    black_box(peer(black_box(batch), KEEP, &reason));
+                }
+            })
+        });
+    }
     group.finish();
 }
 
@@ -457,7 +475,7 @@ fn show(d: Duration) -> String {
 }
 
 fn summary() {
-    let rows: [(&str, usize, Option<Duration>); 9] = [
+    let rows: [(&str, usize, Option<Duration>); 8] = [
         (
             "trivial_call/fresh_store/pooling",
             50,
@@ -467,7 +485,6 @@ fn summary() {
         ("trivial_call/reused_instance/pooling", 50, None),
         ("trivial_call/reused_instance/on_demand", 50, None),
         ("plan_1m_records/one_session", 10, None),
-        ("plan_1m_records/native_rust", 10, None),
         (
             "load/compiled_cache_hit",
             30,
@@ -500,6 +517,20 @@ fn summary() {
             medians.insert(key, m);
             println!("{key:<42} {:>12}", show(m));
         }
+    }
+    // The native peer at its best: the fastest of its copies.
+    let copies: Vec<Duration> = (0..NATIVE_COPIES)
+        .filter_map(|copy| median(&format!("plan_1m_records/native_rust_{copy}"), 10))
+        .collect();
+    if let Some(best) = copies.iter().min() {
+        let all: Vec<String> = copies.iter().map(|&d| show(d)).collect();
+        println!(
+            "{:<42} {:>12}   fastest of {}",
+            "plan_1m_records/native_rust",
+            show(*best),
+            all.join(", ")
+        );
+        medians.insert("plan_1m_records/native_rust", *best);
     }
     println!("\n== ratios ==");
     let ratio = |a: &str, b: &str, what: &str| {

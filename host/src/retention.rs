@@ -386,7 +386,7 @@ pub fn plan(
         for (i, file) in page.files.iter().enumerate() {
             shown.insert(*file, (page.sizes[i], page.flags[i]));
         }
-        let decided = session.plan(batch(page)).map_err(failed)?;
+        let decided = session.plan(&batch(page)).map_err(failed)?;
         plan.planned.extend(planned_files(&decided, &shown));
         Ok(())
     };
@@ -534,15 +534,15 @@ fn batch(page: RetentionPage) -> Batch {
                 attributes: e.attributes,
             })
             .collect(),
-        kinds: page.kinds,
+        kinds: page.kinds.into(),
         ids: page.files.iter().map(|f| f.0 as u64).collect(),
-        sizes: page.sizes,
-        created_ms: page.created_ms,
-        modified_ms: page.modified_ms,
-        last_access_ms: page.last_access_ms,
-        entity: page.entity,
-        kind: page.kind,
-        flags: page.flags,
+        sizes: page.sizes.into(),
+        created_ms: page.created_ms.into(),
+        modified_ms: page.modified_ms.into(),
+        last_access_ms: page.last_access_ms.into(),
+        entity: page.entity.into(),
+        kind: page.kind.into(),
+        flags: page.flags.into(),
     }
 }
 

@@ -132,8 +132,10 @@ pub struct Batch<'a> {
     host: Option<&'a HostBatch>,
     #[cfg(not(target_arch = "wasm32"))]
     host: std::marker::PhantomData<&'a ()>,
-    len: usize,
-    first_id: u64,
+    /// Fetched on first use, like the columns: a policy that never asks
+    /// makes no host call for it.
+    len: OnceCell<usize>,
+    first_id: OnceCell<u64>,
     entities: OnceCell<Vec<Entity>>,
     kinds: OnceCell<Vec<String>>,
     sizes: OnceCell<Vec<u64>>,
@@ -148,8 +150,8 @@ pub struct Batch<'a> {
 impl std::fmt::Debug for Batch<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batch")
-            .field("len", &self.len)
-            .field("first_id", &self.first_id)
+            .field("len", &self.len())
+            .field("first_id", &self.first_id())
             .finish_non_exhaustive()
     }
 }
@@ -176,8 +178,8 @@ impl Batch<'static> {
             host: None,
             #[cfg(not(target_arch = "wasm32"))]
             host: std::marker::PhantomData,
-            len: 0,
-            first_id,
+            len: OnceCell::from(0),
+            first_id: OnceCell::from(first_id),
             entities: OnceCell::from(entities),
             kinds: OnceCell::from(kinds),
             sizes: OnceCell::from(Vec::new()),
@@ -204,8 +206,9 @@ impl Batch<'static> {
         push(&mut self.entity, file.entity.unwrap_or(NO_ENTITY));
         push(&mut self.kind, file.kind);
         push(&mut self.flags, file.flags.0);
-        self.len += 1;
-        self.first_id + self.len as u64 - 1
+        let len = self.len() + 1;
+        self.len = OnceCell::from(len);
+        self.first_id() + len as u64 - 1
     }
 }
 
@@ -215,8 +218,8 @@ impl<'a> Batch<'a> {
     pub(crate) fn from_host(host: &'a HostBatch) -> Self {
         Batch {
             host: Some(host),
-            len: host.len() as usize,
-            first_id: host.first_id(),
+            len: OnceCell::new(),
+            first_id: OnceCell::new(),
             entities: OnceCell::new(),
             kinds: OnceCell::new(),
             sizes: OnceCell::new(),
@@ -231,21 +234,34 @@ impl<'a> Batch<'a> {
 
     /// How many files the batch holds.
     pub fn len(&self) -> usize {
-        self.len
+        *self.len.get_or_init(|| {
+            #[cfg(target_arch = "wasm32")]
+            if let Some(host) = self.host {
+                return host.len() as usize;
+            }
+            0
+        })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// The id of file 0; file `i` has id `first_id() + i`.
     pub fn first_id(&self) -> u64 {
-        self.first_id
+        *self.first_id.get_or_init(|| {
+            #[cfg(target_arch = "wasm32")]
+            if let Some(host) = self.host {
+                return host.first_id();
+            }
+            0
+        })
     }
 
     /// The ids of the batch's files, in order.
     pub fn ids(&self) -> std::ops::Range<u64> {
-        self.first_id..self.first_id + self.len as u64
+        let first = self.first_id();
+        first..first + self.len() as u64
     }
 
     /// The entities of this batch's files, each once.
@@ -311,7 +327,8 @@ impl<'a> Batch<'a> {
     /// Every file of the batch with its id, in order (reads every column;
     /// hot loops read just the columns they need).
     pub fn files(&self) -> impl Iterator<Item = (u64, Candidate)> + '_ {
-        (0..self.len).map(|i| (self.first_id + i as u64, self.file(i)))
+        let first = self.first_id();
+        (0..self.len()).map(move |i| (first + i as u64, self.file(i)))
     }
 
     /// The entity of a candidate, if it has one.

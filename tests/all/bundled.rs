@@ -108,7 +108,7 @@ fn a_retention_run_plans_many_batches_on_one_instance() {
         let files = (0..5)
             .map(|i| candidate(entity * 10 + i, Some(0), 100 - i as i64))
             .collect();
-        let decided = session.plan(batch(1, files)).unwrap();
+        let decided = session.plan(&batch(1, files)).unwrap();
         assert!(decided.reasons[0].starts_with("keep-last"));
         deleted.extend(decided.deletions.iter().map(|d| d.file));
     }

@@ -127,7 +127,7 @@ fn run_retention(plugin: &Plugin, mode: &str) -> Result<Vec<Vec<u64>>, CallError
     for batch in two_batches() {
         answers.push(
             session
-                .plan(batch)?
+                .plan(&batch)?
                 .deletions
                 .iter()
                 .map(|d| d.file)
@@ -216,7 +216,7 @@ fn every_hostile_retention_mode_ends_as_the_table_says() {
         };
         let mut result = Ok(());
         for batch in two_batches() {
-            result = result.and_then(|()| session.plan(batch).map(|_| ()));
+            result = result.and_then(|()| session.plan(&batch).map(|_| ()));
         }
         let result = result.and_then(|()| session.finish().map(|_| ()));
         expect.check(mode, &result);
@@ -224,7 +224,7 @@ fn every_hostile_retention_mode_ends_as_the_table_says() {
             assert!(run_retention(&plugin, "keep").is_ok(), "{mode}");
             continue;
         }
-        let after = session.plan(two_batches().remove(1));
+        let after = session.plan(&two_batches().remove(1));
         assert!(
             matches!(&after, Err(CallError::Trap(why)) if why.contains("earlier call")),
             "{mode}: the run goes on after a fault: {after:?}"
@@ -248,7 +248,7 @@ fn a_planner_keeps_state_across_the_batches_of_a_run() {
     let mut session = plugin
         .plan_session(&params(&[("mode", "delete-all")]), dir.path())
         .unwrap();
-    let decided = session.plan(two_batches().remove(0)).unwrap();
+    let decided = session.plan(&two_batches().remove(0)).unwrap();
     assert_eq!(decided.reasons, vec!["capture of e0"]);
     assert_eq!(decided.deletions.len(), 3);
 }
@@ -265,12 +265,14 @@ fn entity_attributes_reach_the_policy() {
             candidate(3, None, 0),
         ],
     );
-    batch.entities[0].attributes = vec![("released".into(), "true".into())];
+    let mut entities = batch.entities.to_vec();
+    entities[0].attributes = vec![("released".into(), "true".into())];
+    batch.entities = entities.into();
     let mut session = plugin
         .plan_session(&params(&[("mode", "released")]), dir.path())
         .unwrap();
     let deleted: Vec<u64> = session
-        .plan(batch)
+        .plan(&batch)
         .unwrap()
         .deletions
         .iter()
@@ -286,7 +288,7 @@ fn a_policy_reads_the_disk_space_of_the_data_directory() {
     let mut session = plugin
         .plan_session(&params(&[("mode", "disk")]), dir.path())
         .unwrap();
-    let decided = session.plan(two_batches().remove(0)).unwrap();
+    let decided = session.plan(&two_batches().remove(0)).unwrap();
     let reason = &decided.reasons[0];
     let numbers: Vec<u64> = reason
         .split(' ')

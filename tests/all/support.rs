@@ -112,22 +112,22 @@ pub(crate) fn candidate(id: u64, entity: Option<u32>, created_ms: i64) -> Candid
 /// A batch of `files` (1 byte each, kind `capture`, no flags) over entities
 /// `e0`, `e1`, ... (as many as named).
 pub(crate) fn batch(entities: usize, files: Vec<Candidate>) -> Batch {
-    let mut batch = Batch {
+    let column = |f: fn(&Candidate) -> i64| files.iter().map(f).collect();
+    Batch {
         entities: (0..entities).map(|i| entity(&format!("e{i}"))).collect(),
-        kinds: vec!["capture".into()],
-        ..Batch::default()
-    };
-    for file in files {
-        batch.ids.push(file.id);
-        batch.sizes.push(1);
-        batch.created_ms.push(file.created_ms);
-        batch.modified_ms.push(file.created_ms);
-        batch.last_access_ms.push(0);
-        batch.entity.push(file.entity.unwrap_or(u32::MAX));
-        batch.kind.push(0);
-        batch.flags.push(0);
+        kinds: ["capture".to_owned()].into(),
+        ids: files.iter().map(|file| file.id).collect(),
+        sizes: files.iter().map(|_| 1).collect(),
+        created_ms: column(|file| file.created_ms),
+        modified_ms: column(|file| file.created_ms),
+        last_access_ms: column(|_| 0),
+        entity: files
+            .iter()
+            .map(|file| file.entity.unwrap_or(u32::MAX))
+            .collect(),
+        kind: files.iter().map(|_| 0).collect(),
+        flags: files.iter().map(|_| 0).collect(),
     }
-    batch
 }
 
 /// Writes `content` to `dir/name` and describes it as a tracked file.
@@ -155,7 +155,7 @@ pub(crate) fn plan_once(
 ) -> Result<Vec<u64>, wharf::runtime::CallError> {
     let mut session = plugin.plan_session(&params.to_vec(), &std::env::temp_dir())?;
     let mut files: Vec<u64> = session
-        .plan(batch)?
+        .plan(&batch)?
         .deletions
         .iter()
         .map(|d| d.file)

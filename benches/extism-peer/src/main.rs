@@ -283,7 +283,7 @@ fn main() {
             Box::new(|| {
                 black_box(
                     wharf_session_pool
-                        .plan(black_box(&mut empty_batch()))
+                        .plan(black_box(&empty_batch()))
                         .expect("plan succeeds"),
                 );
             }),
@@ -299,7 +299,7 @@ fn main() {
             Box::new(|| {
                 black_box(
                     wharf_session_ondemand
-                        .plan(black_box(&mut empty_batch()))
+                        .plan(black_box(&empty_batch()))
                         .expect("plan succeeds"),
                 );
             }),

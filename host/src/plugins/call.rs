@@ -407,7 +407,7 @@ fn plan(
             at_finish: false,
         })
         .collect();
-    let planned = session.plan(batch)?;
+    let planned = session.plan(&batch)?;
     let finished = session.finish()?;
     for (decided, at_finish) in [(planned, false), (finished, true)] {
         for deletion in &decided.deletions {
@@ -552,24 +552,21 @@ fn plain_file(path: &Path, entity: Option<&str>) -> anyhow::Result<(CallFile, Op
 fn batch_of(files: Vec<(CallFile, Option<String>)>) -> (Batch, Vec<String>) {
     let mut files = files;
     files.sort_by(|(a, ea), (b, eb)| ea.cmp(eb).then(b.created_ms.cmp(&a.created_ms)));
-    let mut entities: BTreeMap<String, u32> = BTreeMap::new();
+    let mut entity_indexes: BTreeMap<String, u32> = BTreeMap::new();
+    let mut entities = Vec::new();
     let mut kinds: Vec<String> = Vec::new();
-    let mut batch = Batch::default();
-    let mut names = Vec::new();
-    for (id, (file, entity)) in files.into_iter().enumerate() {
-        let entity_index = match entity {
-            Some(name) => {
-                let next = entities.len() as u32;
-                *entities.entry(name.clone()).or_insert_with(|| {
-                    batch.entities.push(Entity {
-                        name,
-                        version: 1,
-                        last_export_ms: None,
-                        attributes: Vec::new(),
-                    });
-                    next
-                })
-            }
+    let (mut entity, mut kind) = (Vec::new(), Vec::new());
+    for (file, name) in &files {
+        let entity_index = match name {
+            Some(name) => *entity_indexes.entry(name.clone()).or_insert_with(|| {
+                entities.push(Entity {
+                    name: name.clone(),
+                    version: 1,
+                    last_export_ms: None,
+                    attributes: Vec::new(),
+                });
+                entities.len() as u32 - 1
+            }),
             None => u32::MAX,
         };
         let kind_index = match kinds.iter().position(|kind| *kind == file.kind) {
@@ -579,17 +576,23 @@ fn batch_of(files: Vec<(CallFile, Option<String>)>) -> (Batch, Vec<String>) {
                 kinds.len() - 1
             }
         } as u32;
-        batch.ids.push(id as u64);
-        batch.sizes.push(file.size);
-        batch.created_ms.push(file.created_ms);
-        batch.modified_ms.push(file.modified_ms);
-        batch.last_access_ms.push(0);
-        batch.entity.push(entity_index);
-        batch.kind.push(kind_index);
-        batch.flags.push(0);
-        names.push(file.name);
+        entity.push(entity_index);
+        kind.push(kind_index);
     }
-    batch.kinds = kinds;
+    let column = |f: fn(&CallFile) -> i64| files.iter().map(|(file, _)| f(file)).collect();
+    let batch = Batch {
+        entities: entities.into(),
+        kinds: kinds.into(),
+        ids: (0..files.len() as u64).collect(),
+        sizes: files.iter().map(|(file, _)| file.size).collect(),
+        created_ms: column(|file| file.created_ms),
+        modified_ms: column(|file| file.modified_ms),
+        last_access_ms: files.iter().map(|_| 0).collect(),
+        entity: entity.into(),
+        kind: kind.into(),
+        flags: files.iter().map(|_| 0).collect(),
+    };
+    let names = files.into_iter().map(|(file, _)| file.name).collect();
     (batch, names)
 }
 
@@ -679,8 +682,8 @@ mod tests {
             (file("a", 3), Some("a".into())),
         ]);
         assert_eq!(names, ["loose", "a", "b-new", "b-old"]);
-        assert_eq!(batch.entity, [u32::MAX, 0, 1, 1]);
-        assert_eq!(batch.ids, [0, 1, 2, 3]);
-        assert_eq!(batch.kinds, ["capture"]);
+        assert_eq!(*batch.entity, [u32::MAX, 0, 1, 1]);
+        assert_eq!(*batch.ids, [0, 1, 2, 3]);
+        assert_eq!(*batch.kinds, ["capture"]);
     }
 }

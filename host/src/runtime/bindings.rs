@@ -60,7 +60,7 @@ pub(crate) use exporter::wharf::plugin::host::Level;
 pub(crate) use exporter::wharf::plugin::{
     files as files_api, host as host_api, output as output_api, types as types_api,
 };
-pub(crate) use retention::wharf::plugin::{batches as batches_api, disk as disk_api};
+pub(crate) use retention::wharf::plugin::disk as disk_api;
 pub(crate) use uploader::wharf::plugin::{http as http_api, local_store as local_api};
 
 pub use exporter::exports::wharf::plugin::export_format::ExportResult;

@@ -8,6 +8,7 @@
 //! batch (of the run, for `finish`), reasons that exist and are short.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use wasmtime::Store;
 use wasmtime::component::{Resource, ResourceAny};
@@ -20,28 +21,30 @@ use crate::runtime::registry::{Plugin, WorldPre};
 
 /// One retention batch, in columns: entry `i` of every column is file `i`.
 /// The plugin reads it through the `batches` interface, column by column;
-/// it sees the files as run-local ids, never `ids`.
+/// it sees the files as run-local ids, never `ids`. The columns are shared
+/// (`Arc`), so lending a batch to a plugin, and a column into its memory,
+/// copies nothing on the host.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     /// The entities of the files, each once.
-    pub entities: Vec<Entity>,
+    pub entities: Arc<[Entity]>,
     /// The kinds of the files, each once.
-    pub kinds: Vec<String>,
+    pub kinds: Arc<[String]>,
     /// The caller's id of each file; deletions come back in these.
-    pub ids: Vec<u64>,
-    pub sizes: Vec<u64>,
-    pub created_ms: Vec<i64>,
-    pub modified_ms: Vec<i64>,
+    pub ids: Arc<[u64]>,
+    pub sizes: Arc<[u64]>,
+    pub created_ms: Arc<[i64]>,
+    pub modified_ms: Arc<[i64]>,
     /// 0 when never read for an export or sync.
-    pub last_access_ms: Vec<i64>,
+    pub last_access_ms: Arc<[i64]>,
     /// Index into `entities`, or `u32::MAX` for a file of no entity.
-    pub entity: Vec<u32>,
+    pub entity: Arc<[u32]>,
     /// Index into `kinds`.
-    pub kind: Vec<u32>,
+    pub kind: Arc<[u32]>,
     /// Bits: 1 synced to every required destination, 2 held by an export
     /// being made or downloaded, 4 leased (the contract's `batch.flags`,
     /// with bit 2 as the SDK's `FileFlags::EXPORT_HELD` states it).
-    pub flags: Vec<u8>,
+    pub flags: Arc<[u8]>,
 }
 
 /// Longest reason kept, in bytes; it goes to the audit log.
@@ -64,9 +67,9 @@ pub struct PlanSession<'a> {
     store: Store<CallState>,
     instance: Retention,
     planner: ResourceAny,
-    /// The caller's ids of each batch of the run, as the batches were
-    /// given (moved, never copied), with the run-local id of the first.
-    batches: Vec<(u64, Vec<u64>)>,
+    /// The caller's ids of each batch of the run (shared with the batch,
+    /// never copied), with the run-local id of the first.
+    batches: Vec<(u64, Arc<[u64]>)>,
     /// Run-local ids handed out so far.
     len: u64,
     /// One bit per run-local id: already named for deletion.
@@ -137,22 +140,20 @@ fn check_columns(batch: &Batch) -> Result<(), CallError> {
 
 impl PlanSession<'_> {
     /// Plans one batch. The plugin sees its files as run-local ids; the
-    /// deletions come back in the batch's `ids`. The session keeps the
-    /// batch's ids (for `finish`'s answers) and drops its other columns.
-    /// After a fault the instance is gone and every later call of the
-    /// session fails.
-    pub fn plan(&mut self, mut batch: Batch) -> Result<Decided, CallError> {
+    /// deletions come back in the batch's `ids`. The session keeps a share
+    /// of the batch's ids (for `finish`'s answers), nothing else. After a
+    /// fault the instance is gone and every later call of the session fails.
+    pub fn plan(&mut self, batch: &Batch) -> Result<Decided, CallError> {
         self.usable()?;
-        check_columns(&batch)?;
+        check_columns(batch)?;
         let first = self.len;
-        let ids = std::mem::take(&mut batch.ids);
-        self.len += ids.len() as u64;
-        self.batches.push((first, ids));
+        self.len += batch.ids.len() as u64;
+        self.batches.push((first, batch.ids.clone()));
         self.named.resize((self.len as usize).div_ceil(64), 0);
         let lent = HostBatch {
             first_id: first,
             len: self.len - first,
-            batch,
+            batch: batch.clone(),
         };
         let handle = self
             .store
@@ -211,23 +212,16 @@ impl PlanSession<'_> {
         result: Result<Decisions, CallError>,
         first: u64,
     ) -> Result<Decided, CallError> {
-        let decisions = match result {
+        let mut decisions = match result {
             Ok(decisions) => decisions,
             Err(error) => {
                 self.broken = error.is_trap();
                 return Err(error);
             }
         };
-        match self.validate(&decisions, first) {
+        match self.validate(&mut decisions, first) {
             Ok(()) => Ok(Decided {
-                deletions: decisions
-                    .deletions
-                    .iter()
-                    .map(|d| Deletion {
-                        file: self.caller_id(d.file),
-                        reason: d.reason,
-                    })
-                    .collect(),
+                deletions: decisions.deletions,
                 reasons: decisions.reasons,
             }),
             Err(reason) => {
@@ -238,14 +232,20 @@ impl PlanSession<'_> {
     }
 
     /// The caller's id of run-local `id`, which [`Self::validate`] found in
-    /// the run.
+    /// the run: in the last batch (every answer of `plan`), found directly;
+    /// in an earlier one (only `finish` names those), by a binary search.
     fn caller_id(&self, id: u64) -> u64 {
-        let batch = self.batches.partition_point(|(first, _)| *first <= id);
+        let batch = match self.batches.last() {
+            Some((first, _)) if *first <= id => self.batches.len(),
+            _ => self.batches.partition_point(|(first, _)| *first <= id),
+        };
         let (first, ids) = &self.batches[batch - 1];
         ids[(id - first) as usize]
     }
 
-    fn validate(&mut self, decisions: &Decisions, first: u64) -> Result<(), String> {
+    /// Checks an answer naming run-local ids from `first` on, and rewrites
+    /// its deletions into the caller's ids.
+    fn validate(&mut self, decisions: &mut Decisions, first: u64) -> Result<(), String> {
         let Decisions { reasons, deletions } = decisions;
         if reasons.len() > deletions.len() + SPARE_REASONS {
             return Err(format!(
@@ -261,7 +261,7 @@ impl PlanSession<'_> {
             ));
         }
         let end = self.len;
-        for deletion in deletions {
+        for deletion in deletions.iter_mut() {
             let id = deletion.file;
             if id < first || id >= end {
                 return Err(format!(
@@ -281,6 +281,7 @@ impl PlanSession<'_> {
                 return Err(format!("named file {id} for deletion twice"));
             }
             self.named[word] |= bit;
+            deletion.file = self.caller_id(id);
         }
         Ok(())
     }

@@ -23,7 +23,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceType};
 
 use super::bindings::{
-    batches_api, disk_api, files_api, host_api, http_api, local_api, output_api, sandbox, types_api,
+    disk_api, files_api, host_api, http_api, local_api, output_api, sandbox, types_api,
 };
 use super::call::CallState;
 
@@ -78,7 +78,7 @@ pub(crate) fn base_linker(engine: &Engine) -> anyhow::Result<Linker<CallState>> 
     add(http_api::add_to_linker::<_, State>(&mut linker, get))?;
     add(local_api::add_to_linker::<_, State>(&mut linker, get))?;
     add(disk_api::add_to_linker::<_, State>(&mut linker, get))?;
-    add(batches_api::add_to_linker::<_, State>(&mut linker, get))?;
+    add(batches::add_to_linker(&mut linker))?;
     add(sandbox::Sandbox::add_to_linker::<_, State>(
         &mut linker,
         get,
