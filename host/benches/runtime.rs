@@ -50,7 +50,8 @@ fn runtime(allocator: Allocator, cache_dir: Option<PathBuf>) -> Runtime {
 }
 
 /// The bundled keep-last, or the wasm file `WHARF_BENCH_KEEP_LAST` names (to
-/// measure a changed plugin without rebuilding the host).
+/// measure a changed plugin without rebuilding the host; the 1M bench then
+/// reports rather than requires a plan that differs from the native loop's).
 fn keep_last_source() -> PluginSource {
     let mut source = wharf::plugins::bundled(limits())
         .into_iter()
@@ -195,13 +196,14 @@ fn trivial_calls(c: &mut Criterion) {
         });
         // `plan` of an empty batch on one reused instance.
         let mut session = plugin.plan_session(&empty, &disk).unwrap();
+        let nothing = Batch::default();
         bench(
             &mut group,
             name,
             &format!("reused_instance/{label}"),
             |iters| {
                 timed(iters, || {
-                    black_box(session.plan(black_box(&Batch::default())).unwrap());
+                    black_box(session.plan(black_box(&nothing)).unwrap());
                 })
             },
         );
@@ -229,11 +231,20 @@ fn plan_million(c: &mut Criterion) {
         .map(|d| d.file)
         .collect();
     drop(session);
-    assert_eq!(
-        planned, expected,
-        "the plugin and the native loop must agree"
-    );
-    assert_eq!(planned.len(), RECORDS / FILES_PER_ENTITY);
+    if std::env::var_os("WHARF_BENCH_KEEP_LAST").is_none() {
+        assert_eq!(
+            planned, expected,
+            "the plugin and the native loop must agree"
+        );
+        assert_eq!(planned.len(), RECORDS / FILES_PER_ENTITY);
+    } else if planned != expected {
+        // A plugin under experiment (e.g. one that only reads the column)
+        // may plan differently; say so rather than stop.
+        println!(
+            "WHARF_BENCH_KEEP_LAST plans {} deletions, not the native loop's",
+            planned.len()
+        );
+    }
 
     let mut group = c.benchmark_group(name);
     group
