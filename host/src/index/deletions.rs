@@ -19,7 +19,9 @@
 //! Also the audit rows of cleanup runs and the one index question orphan GC
 //! asks under the writer: is this path tracked now?
 
-use rusqlite::{OptionalExtension, params};
+use std::collections::HashSet;
+
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::jobs::JobId;
 use super::{FileId, Index};
@@ -95,7 +97,7 @@ pub fn download_lease_name(file: FileId, unique: &str) -> String {
 /// entity's files other than exports) by its `export:<entity id>:…` lease
 /// on the cache key. Both are range probes of the `locks` primary key (`;`
 /// follows `:` in ASCII, so the range is exactly the prefix).
-pub(super) fn export_held_sql(now: &str) -> String {
+fn export_held_sql(now: &str) -> String {
     format!(
         "(EXISTS (SELECT 1 FROM locks l WHERE l.name >= 'download:' || f.id || ':'
                   AND l.name < 'download:' || f.id || ';' AND l.expires_ms > {now})
@@ -103,6 +105,62 @@ pub(super) fn export_held_sql(now: &str) -> String {
               AND EXISTS (SELECT 1 FROM locks l WHERE l.name >= 'export:' || f.entity_id || ':'
                           AND l.name < 'export:' || f.entity_id || ';' AND l.expires_ms > {now})))"
     )
+}
+
+/// The live leases that protect files, read once: the twin of
+/// [`export_held_sql`] and of the `file:<id>` probe, for a query that would
+/// otherwise probe `locks` for every row it reads (a retention page).
+#[derive(Debug, Default)]
+pub(super) struct LiveLeases {
+    /// `file:<id>`.
+    files: HashSet<i64>,
+    /// `download:<id>:…`.
+    downloads: HashSet<i64>,
+    /// `export:<entity id>:…`.
+    exports: HashSet<i64>,
+}
+
+impl LiveLeases {
+    /// The leases that have not expired at `now_ms`.
+    pub(super) fn read(db: &Connection, now_ms: i64) -> rusqlite::Result<LiveLeases> {
+        let mut leases = LiveLeases::default();
+        let mut query = db.prepare_cached("SELECT name FROM locks WHERE expires_ms > ?1")?;
+        let mut rows = query.query([now_ms])?;
+        while let Some(row) = rows.next()? {
+            let name: String = row.get(0)?;
+            if let Some(id) = name.strip_prefix("file:").and_then(decimal) {
+                leases.files.insert(id);
+            } else if let Some(id) = name.strip_prefix("download:").and_then(before_colon) {
+                leases.downloads.insert(id);
+            } else if let Some(id) = name.strip_prefix("export:").and_then(before_colon) {
+                leases.exports.insert(id);
+            }
+        }
+        Ok(leases)
+    }
+
+    /// A `file:<id>` lease holds `file`.
+    pub(super) fn leased(&self, file: i64) -> bool {
+        self.files.contains(&file)
+    }
+
+    /// [`export_held_sql`] for a file of `kind` and `entity`.
+    pub(super) fn export_held(&self, file: i64, kind: &str, entity: Option<i64>) -> bool {
+        self.downloads.contains(&file)
+            || (kind != "export" && entity.is_some_and(|e| self.exports.contains(&e)))
+    }
+}
+
+/// The id `text` is, written as SQLite writes an integer (what `'file:' ||
+/// f.id` compares with): no sign but `-`, no leading zero.
+fn decimal(text: &str) -> Option<i64> {
+    text.parse::<i64>().ok().filter(|id| id.to_string() == text)
+}
+
+/// The id before the first `:` of `text`, which must have one (the lease
+/// name ranges of [`export_held_sql`] are exactly that prefix).
+fn before_colon(text: &str) -> Option<i64> {
+    text.split_once(':').and_then(|(id, _)| decimal(id))
 }
 
 /// Whether a file may be deleted, read in the marking transaction.
@@ -596,5 +654,106 @@ mod concurrent {
         all.sort();
         all.dedup();
         assert_eq!(all.len(), ids.len());
+    }
+}
+
+#[cfg(test)]
+mod live_leases {
+    use super::*;
+    use crate::index::{InsertOutcome, NewFile};
+
+    /// The leases read once agree with the per-row SQL they stand in for,
+    /// names at the edges of the lease ranges included.
+    #[test]
+    fn live_leases_agree_with_the_sql_probes() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join("index.sqlite")).unwrap();
+        let files: Vec<NewFile> = (0..12)
+            .map(|i| NewFile {
+                path: format!("f/{i}"),
+                size: 1,
+                mtime_ms: 1,
+                sha256: "a".repeat(64),
+                kind: if i % 4 == 3 { "export" } else { "capture" }.into(),
+                entity: (i % 3 != 0).then(|| format!("e{}", i % 2)),
+                created_ms: i,
+            })
+            .collect();
+        let ids: Vec<i64> = index
+            .insert_files(&files)
+            .unwrap()
+            .into_iter()
+            .map(|o| match o {
+                InsertOutcome::Inserted(id) | InsertOutcome::AlreadyIndexed(id) => id.0,
+            })
+            .collect();
+        let entity = |name: &str| -> i64 {
+            index
+                .read(|db| {
+                    db.query_row("SELECT id FROM entities WHERE name = ?1", [name], |r| {
+                        r.get(0)
+                    })
+                })
+                .unwrap()
+        };
+        let (e0, e1) = (entity("e0"), entity("e1"));
+        let names = [
+            // File 0 has no entity, so nothing else holds it.
+            format!("file:{}", ids[0]),
+            format!("file:0{}", ids[2]),
+            format!("file:{}x", ids[1]),
+            format!("download:{}:1", ids[4]),
+            // No colon after the id (file 3 has no entity and is an export).
+            format!("download:{}", ids[3]),
+            // The id of file 0 is a prefix of this one's.
+            format!("download:{}0:1", ids[0]),
+            format!("export:{e1}:1:tar:abc"),
+            format!("export:{e0}"),
+            format!("file:{}", ids[6]),
+        ];
+        for (i, name) in names.iter().enumerate() {
+            // The last one has expired by `now`.
+            let expires_in = if i == names.len() - 1 { 10 } else { 1000 };
+            index
+                .try_acquire_lease(name, "me", expires_in, 0, None)
+                .unwrap();
+        }
+        let now = 100;
+        let (leases, sql) = index
+            .read(|db| {
+                let leases = LiveLeases::read(db, now)?;
+                let mut query = db.prepare(&format!(
+                    "SELECT f.id, f.kind, f.entity_id,
+                        EXISTS (SELECT 1 FROM locks l WHERE l.name = 'file:' || f.id AND l.expires_ms > ?1),
+                        {}
+                     FROM files f ORDER BY f.id",
+                    export_held_sql("?1")
+                ))?;
+                let rows = query
+                    .query_map([now], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Option<i64>>(2)?,
+                            r.get::<_, bool>(3)?,
+                            r.get::<_, bool>(4)?,
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok((leases, rows))
+            })
+            .unwrap();
+        let mut held = 0;
+        for (id, kind, entity_id, leased, export_held) in sql {
+            assert_eq!(leases.leased(id), leased, "file:{id}");
+            assert_eq!(
+                leases.export_held(id, &kind, entity_id),
+                export_held,
+                "file {id} ({kind}, entity {entity_id:?})"
+            );
+            held += usize::from(leased) + usize::from(export_held);
+        }
+        // file:, download: and the export of e1's non-export files.
+        assert!(held >= 4, "the case must hold some files: {held}");
     }
 }

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, Row, params};
 
+use super::deletions::LiveLeases;
 use super::inspect::{EntityId, ReadOnlyIndex, count, sql_limit};
 use super::{FileId, Index};
 
@@ -186,55 +187,107 @@ pub struct RetentionPage {
     pub next: Option<RetentionCursor>,
 }
 
-/// Candidate columns plus what the index knows of each file, with `now`
-/// the parameter holding the present time (a lease counts while it has not
-/// expired). A cached export's last access is the later of its file's and
-/// its cache entry's (hits and downloads touch the entry).
-fn page_columns(now: &str) -> String {
+/// Candidate columns plus whether each file is synced to every required
+/// destination (asked only when some destination is required; otherwise
+/// every file is). A cached export's last access is the later of its file's
+/// and its cache entry's (hits and downloads touch the entry). The leases
+/// that hold a file are not probed per row: [`LiveLeases`], read once per
+/// page, gives them.
+fn page_columns(required_destinations: bool) -> String {
+    let synced = if required_destinations {
+        "NOT EXISTS (SELECT 1 FROM destinations d WHERE d.required = 1 AND NOT EXISTS (
+        SELECT 1 FROM sync_status s WHERE s.file_id = f.id AND s.destination_id = d.id AND s.state = 'synced'))"
+    } else {
+        "1"
+    };
     format!(
         "f.id, f.entity_id, f.kind, f.size, f.created_ms, f.mtime_ms,
     max(coalesce(f.last_access_ms, 0),
         coalesce((SELECT max(x.last_access_ms) FROM exports x WHERE x.file_id = f.id), 0)),
-    NOT EXISTS (SELECT 1 FROM destinations d WHERE d.required = 1 AND NOT EXISTS (
-        SELECT 1 FROM sync_status s WHERE s.file_id = f.id AND s.destination_id = d.id AND s.state = 'synced')),
-    {},
-    EXISTS (SELECT 1 FROM locks l WHERE l.name = 'file:' || f.id AND l.expires_ms > {now})",
-        super::deletions::export_held_sql(now)
+    {synced}"
     )
 }
 
 /// [`RETENTION_SAME_ENTITY`] with the page columns.
-fn page_same_entity() -> String {
+fn page_same_entity(required_destinations: bool) -> String {
     format!(
         "SELECT {} FROM files f
          WHERE f.state = 'ready' AND f.entity_id IS ?1 AND f.created_ms <= ?2 AND NOT (f.created_ms = ?2 AND f.id <= ?3)
          ORDER BY f.created_ms DESC, f.id LIMIT ?4",
-        page_columns("?5")
+        page_columns(required_destinations)
     )
 }
 
 /// [`RETENTION_LATER_ENTITIES`] with the page columns (`?2` and `?3` are
 /// bound but unused, so both queries take the same parameters).
-fn page_later_entities() -> String {
+fn page_later_entities(required_destinations: bool) -> String {
     format!(
         "SELECT {} FROM files f
          WHERE f.state = 'ready' AND f.entity_id > ?1
          ORDER BY f.entity_id, f.created_ms DESC, f.id LIMIT ?4",
-        page_columns("?5")
+        page_columns(required_destinations)
     )
 }
 
-/// Ready files older than `?1` by [`AGE`], with the page columns (`?2` is
-/// now), in (entity, created desc, id) order: a range scan of `files_age`,
-/// then a sort. The `+` keeps SQLite from walking `files_retention` for the
-/// order instead and reading every file.
-fn aged_pages() -> String {
+/// Ready files older than `?1` by [`AGE`], with the page columns, in
+/// (entity, created desc, id) order: a range scan of `files_age`, then a
+/// sort. The `+` keeps SQLite from walking `files_retention` for the order
+/// instead and reading every file.
+fn aged_pages(required_destinations: bool) -> String {
     format!(
         "SELECT {} FROM files f
          WHERE f.state = 'ready' AND max(f.created_ms, f.mtime_ms, coalesce(f.last_access_ms, 0)) < ?1
          ORDER BY +f.entity_id, f.created_ms DESC, f.id",
-        page_columns("?2"),
+        page_columns(required_destinations),
     )
+}
+
+/// Whether any destination is marked required.
+fn required_destinations(db: &Connection) -> rusqlite::Result<bool> {
+    db.prepare_cached("SELECT EXISTS (SELECT 1 FROM destinations WHERE required = 1)")?
+        .query_row([], |row| row.get(0))
+}
+
+/// What a page query reads besides its rows: the leases live in its
+/// snapshot and whether it asks about required destinations.
+struct PageContext {
+    leases: LiveLeases,
+    required_destinations: bool,
+}
+
+impl PageContext {
+    fn read(db: &Connection, now_ms: i64) -> rusqlite::Result<PageContext> {
+        Ok(PageContext {
+            leases: LiveLeases::read(db, now_ms)?,
+            required_destinations: required_destinations(db)?,
+        })
+    }
+
+    fn row(&self, row: &Row<'_>) -> rusqlite::Result<PageRow> {
+        let id: i64 = row.get(0)?;
+        let entity_id: Option<i64> = row.get(1)?;
+        let kind: String = row.get(2)?;
+        let mut flags = 0;
+        if row.get::<_, bool>(7)? {
+            flags |= CandidateFlags::SYNCED;
+        }
+        if self.leases.export_held(id, &kind, entity_id) {
+            flags |= CandidateFlags::EXPORT_HELD;
+        }
+        if self.leases.leased(id) {
+            flags |= CandidateFlags::LEASED;
+        }
+        Ok(PageRow {
+            id,
+            entity_id,
+            kind,
+            size: count(row, 3)?,
+            created_ms: row.get(4)?,
+            modified_ms: row.get(5)?,
+            last_access_ms: row.get(6)?,
+            flags,
+        })
+    }
 }
 
 /// One row of a page query.
@@ -257,24 +310,6 @@ impl PageRow {
             id: self.id,
         }
     }
-}
-
-fn page_row(row: &Row<'_>) -> rusqlite::Result<PageRow> {
-    let bit = |index: usize, flag: u8| -> rusqlite::Result<u8> {
-        Ok(if row.get::<_, bool>(index)? { flag } else { 0 })
-    };
-    Ok(PageRow {
-        id: row.get(0)?,
-        entity_id: row.get(1)?,
-        kind: row.get(2)?,
-        size: count(row, 3)?,
-        created_ms: row.get(4)?,
-        modified_ms: row.get(5)?,
-        last_access_ms: row.get(6)?,
-        flags: bit(7, CandidateFlags::SYNCED)?
-            | bit(8, CandidateFlags::EXPORT_HELD)?
-            | bit(9, CandidateFlags::LEASED)?,
-    })
 }
 
 impl Index {
@@ -300,15 +335,15 @@ impl Index {
 
 fn page_rows(
     db: &Connection,
+    context: &PageContext,
     sql: &str,
-    args: (Option<i64>, i64, i64, usize, i64),
+    args: (Option<i64>, i64, i64, usize),
     into: &mut Vec<PageRow>,
 ) -> rusqlite::Result<()> {
     let mut query = db.prepare_cached(sql)?;
-    let rows = query.query_map(
-        params![args.0, args.1, args.2, sql_limit(args.3), args.4],
-        page_row,
-    )?;
+    let rows = query.query_map(params![args.0, args.1, args.2, sql_limit(args.3)], |row| {
+        context.row(row)
+    })?;
     for row in rows {
         into.push(row?);
     }
@@ -321,12 +356,14 @@ fn retention_page(
     target: usize,
     now_ms: i64,
 ) -> rusqlite::Result<RetentionPage> {
+    let context = PageContext::read(db, now_ms)?;
     let mut rows = Vec::with_capacity(target.min(100_000));
-    let same = page_same_entity();
+    let same = page_same_entity(context.required_destinations);
     page_rows(
         db,
+        &context,
         &same,
-        (after.entity_id, after.created_ms, after.id, target, now_ms),
+        (after.entity_id, after.created_ms, after.id, target),
         &mut rows,
     )?;
     if rows.len() < target {
@@ -335,8 +372,9 @@ fn retention_page(
         let rest = target - rows.len();
         page_rows(
             db,
-            &page_later_entities(),
-            (Some(later_than), 0, 0, rest, now_ms),
+            &context,
+            &page_later_entities(context.required_destinations),
+            (Some(later_than), 0, 0, rest),
             &mut rows,
         )?;
     }
@@ -345,8 +383,9 @@ fn retention_page(
         // The page ends mid-entity, perhaps: take the rest of that entity.
         page_rows(
             db,
+            &context,
             &same,
-            (last.entity_id, last.created_ms, last.id, usize::MAX, now_ms),
+            (last.entity_id, last.created_ms, last.id, usize::MAX),
             &mut rows,
         )?;
     }
@@ -371,11 +410,12 @@ impl Index {
         self.read(|db| {
             let tx = db.unchecked_transaction()?;
             {
-                let mut query = tx.prepare_cached(&aged_pages())?;
-                let mut rows = query.query(params![cutoff_ms, now_ms])?;
+                let context = PageContext::read(&tx, now_ms)?;
+                let mut query = tx.prepare_cached(&aged_pages(context.required_destinations))?;
+                let mut rows = query.query(params![cutoff_ms])?;
                 let mut pending: Vec<PageRow> = Vec::with_capacity(target.min(100_000));
                 while let Some(row) = rows.next()? {
-                    let row = page_row(row)?;
+                    let row = context.row(row)?;
                     let entity_ends = pending
                         .last()
                         .is_some_and(|last| last.entity_id != row.entity_id);
@@ -814,7 +854,7 @@ mod tests {
             .unwrap();
         assert_eq!(seen, 1);
         let plan = index
-            .read(|db| crate::index::inspect::explain(db, &aged_pages()))
+            .read(|db| crate::index::inspect::explain(db, &aged_pages(false)))
             .unwrap()
             .join("\n");
         assert!(plan.contains("files_age"), "{plan}");
