@@ -736,7 +736,8 @@ pub struct Side {
     pub bytes: u64,
     /// Asked for, but the host would refuse them (leased, export-held, unsynced).
     pub refused: u64,
-    /// Policies whose plan exceeds the deletion cap (they would delete nothing).
+    /// Policies whose plan exceeds the deletion cap (they would delete
+    /// nothing), each as "name (planned N of M files, cap P %)".
     pub over_cap: Vec<String>,
 }
 
@@ -763,7 +764,12 @@ fn side(plans: &[Rehearsed]) -> (Side, BTreeMap<FileId, Planned>) {
     for (name, plan, cap) in plans {
         side.candidates += plan.candidates;
         if plan.over_cap(*cap) {
-            side.over_cap.push(name.clone());
+            side.over_cap.push(format!(
+                "{name} (planned {} of {} files, cap {} %)",
+                plan.planned.len(),
+                plan.chosen_from,
+                cap.percent
+            ));
             continue;
         }
         for planned in &plan.planned {
@@ -909,6 +915,16 @@ mod tests {
                 .map(|p| p.file.0)
                 .collect::<Vec<_>>(),
             [1]
+        );
+    }
+
+    #[test]
+    fn a_rehearsal_names_what_a_capped_policy_planned() {
+        let c = compare(&[("keep".into(), plan_of(10, 6), cap(50, 10))], None);
+        assert_eq!(c.configured.files, 0, "a capped policy deletes nothing");
+        assert_eq!(
+            c.configured.over_cap,
+            ["keep (planned 6 of 10 files, cap 50 %)"]
         );
     }
 }

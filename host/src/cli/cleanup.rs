@@ -274,7 +274,7 @@ fn side_line(side: &Side) -> String {
     }
     if !side.over_cap.is_empty() {
         line.push_str(&format!(
-            "; over the deletion cap (max_delete_percent), would stop and delete nothing: {}",
+            "; a real run would stop and delete nothing, over the deletion cap: {} (raise max_delete_percent in [cleanup] or the policy to allow it)",
             side.over_cap.join(", ")
         ));
     }
