@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use wharf::daemon::{self, Signal};
 use wharf::export;
-use wharf::index::{ExportKey, Index};
+use wharf::index::{ExportKey, Index, JobState};
 use wharf::lease::Lease;
 use wharf::store::DataDir;
 
@@ -105,7 +105,7 @@ fn start_with(data: &Path, mut config: wharf::config::Config) -> Daemon {
     config.api.bind = "127.0.0.1:0".into();
     config.ingest.scan_interval_ms = 86_400_000;
     // No retention policy (not even the default export-cache one), so the
-    // startup cleanup is over before a test triggers its own.
+    // startup cleanup is quick; it is awaited below before a test begins.
     config.cleanup.policies.clear();
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -125,6 +125,18 @@ fn start_with(data: &Path, mut config: wharf::config::Config) -> Daemon {
         assert!(Instant::now() < until, "the API did not start");
         std::thread::sleep(Duration::from_millis(20));
     };
+    // The API may answer before the daemon queues its startup cleanup, which
+    // would then absorb a cleanup a test asks for: wait until it is over.
+    let index = Index::open(&data.join("index.sqlite")).unwrap();
+    while !index
+        .jobs(Some(JobState::Done), 100)
+        .unwrap()
+        .iter()
+        .any(|job| job.kind == "cleanup")
+    {
+        assert!(Instant::now() < until, "the startup cleanup did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let token = std::fs::read_to_string(DataDir::new(data).api_token_path())
         .unwrap()
         .trim()
