@@ -135,7 +135,8 @@ CREATE INDEX sync_status_in_progress ON sync_status (destination_id) WHERE state
 --   running    claimed by `owner` (host~scope:pid:start:instance), whose
 --              lease (lease_expires_ms) its heartbeat renews;
 --   done       finished; failed: failed for good (last_error), listed in `failures`;
---   cancelled  cancelled by a user, or absorbed by another job (last_error says which).
+--   cancelled  cancelled by a user, or absorbed by another job: absorbed_by
+--              (migration 7, hence its place) is the job whose run covers it.
 CREATE TABLE jobs (
     id                INTEGER PRIMARY KEY,
     kind              TEXT    NOT NULL,                 -- ingest | export | sync | retention | gc | ...
@@ -156,7 +157,7 @@ CREATE TABLE jobs (
     created_ms        INTEGER NOT NULL,
     started_ms        INTEGER,                          -- when the last attempt started
     finished_ms       INTEGER
-);
+, absorbed_by INTEGER);
 -- Single-flight: at most one queued or running job per key, race-free
 -- across processes (the insert of a second one fails).
 CREATE UNIQUE INDEX jobs_single_flight ON jobs (unique_key) WHERE unique_key IS NOT NULL AND state IN ('queued', 'running');

@@ -70,5 +70,6 @@ pub fn job_json(row: &JobRow) -> serde_json::Value {
         "created_ms": row.created_ms,
         "started_ms": row.started_ms,
         "finished_ms": row.finished_ms,
+        "absorbed_by": row.absorbed_by.map(|job| job.0),
     })
 }

@@ -391,6 +391,11 @@ fn cleanup_runs_at_startup_absorbing_a_pending_gc_and_a_sigusr1_storm_never_runs
     let absorbed = setup.job(gc);
     assert_eq!(absorbed.state, JobState::Cancelled);
     assert!(absorbed.last_error.unwrap().contains("absorbed"));
+    assert_eq!(
+        absorbed.absorbed_by,
+        cleanups().first().map(|job| job.id),
+        "the gc job names the run that covers it"
+    );
     const SIGNALS: usize = 20;
     for _ in 0..SIGNALS {
         Command::new("kill")

@@ -328,7 +328,7 @@ struct CleanupQuery {
     params(("mode" = Option<String>, Query,
         description = "full (default): finish interrupted deletions, every retention policy, then orphan GC; gc: orphan GC only")),
     responses(
-        (status = 202, description = "The cleanup job (single-flight: a trigger while one runs makes exactly one more run; a full cleanup absorbs a pending gc); Location is the job"),
+        (status = 202, description = "The cleanup job (single-flight: a trigger while one runs makes exactly one more run; a full cleanup absorbs a pending gc, whose job then ends cancelled with `absorbed_by` naming the cleanup job); Location is the job"),
         (status = 422, description = "A mode other than full or gc")))]
 async fn request_cleanup(
     State(state): State<ApiState>,

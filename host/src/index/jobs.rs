@@ -137,6 +137,9 @@ pub struct JobRow {
     pub created_ms: i64,
     pub started_ms: Option<i64>,
     pub finished_ms: Option<i64>,
+    /// The job whose run covers this one, which it cancelled (a full
+    /// cleanup absorbs a queued gc).
+    pub absorbed_by: Option<JobId>,
 }
 
 /// How a claimed job ended, as its owner reports it.
@@ -192,7 +195,7 @@ pub struct JobCounts {
 
 const COLUMNS: &str = "id, kind, unique_key, payload, state, attempts, max_attempts, next_attempt_ms, owner, \
      lease_expires_ms, rerun, cancel_requested, progress, progress_total, last_error, created_ms, started_ms, \
-     finished_ms";
+     finished_ms, absorbed_by";
 
 /// The claim: the first due queued job of the given kinds (a JSON array),
 /// over `jobs_ready`, taken in the same statement.
@@ -421,7 +424,7 @@ impl Index {
             }
             tx.execute(
                 "UPDATE jobs SET state = 'queued', attempts = 0, next_attempt_ms = ?2, finished_ms = NULL,
-                     cancel_requested = 0, rerun = 0
+                     cancel_requested = 0, rerun = 0, absorbed_by = NULL
                  WHERE id = ?1",
                 params![id.0, now_ms],
             )?;
@@ -529,11 +532,13 @@ fn enqueue(tx: &Transaction<'_>, job: &NewJob, now_ms: i64) -> rusqlite::Result<
         && let Some((absorbed, JobState::Queued)) = live_job(tx, key)?
     {
         tx.execute(
-            "UPDATE jobs SET state = 'cancelled', finished_ms = ?2, last_error = ?3 WHERE id = ?1",
+            "UPDATE jobs SET state = 'cancelled', finished_ms = ?2, last_error = ?3, absorbed_by = ?4
+             WHERE id = ?1",
             params![
                 absorbed.0,
                 now_ms,
-                format!("absorbed by job {id}, whose run covers it")
+                format!("absorbed by job {id}, whose run covers it"),
+                id.0
             ],
         )?;
     }
@@ -657,6 +662,7 @@ fn job_row(row: &Row<'_>) -> rusqlite::Result<JobRow> {
         created_ms: row.get(15)?,
         started_ms: row.get(16)?,
         finished_ms: row.get(17)?,
+        absorbed_by: row.get::<_, Option<i64>>(18)?.map(JobId),
     })
 }
 

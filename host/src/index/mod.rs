@@ -56,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/004_export_media_type.sql"),
     include_str!("migrations/005_sync_claims.sql"),
     include_str!("migrations/006_files_age.sql"),
+    include_str!("migrations/007_job_absorbed_by.sql"),
 ];
 
 /// How long a statement waits for another connection's lock.
