@@ -77,6 +77,19 @@ pub struct FileEntry {
 }
 
 impl FileEntry {
+    /// The indexed sha256 when it is one (64 hex digits), the name uploaders
+    /// store and verify a file by; otherwise a terminal error naming the file.
+    pub fn checked_sha256(&self) -> Result<&str, PluginError> {
+        if self.sha256.len() == 64 && self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(&self.sha256)
+        } else {
+            Err(PluginError::terminal(format!(
+                "file {} has no valid sha256 in the index",
+                self.name
+            )))
+        }
+    }
+
     /// An entry for file `id` of the mock host, with its name and size and
     /// the rest empty (native tests only).
     #[cfg(not(target_arch = "wasm32"))]
@@ -106,6 +119,27 @@ impl From<imports::FileEntry> for FileEntry {
             created_ms: entry.created_ms,
             modified_ms: entry.modified_ms,
             remote_copies: entry.remote_copies,
+        }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_without_a_valid_sha256_is_a_terminal_error_naming_it() {
+        let mut entry = FileEntry::mock(1, "set-1/a.raw", 3);
+        entry.sha256 = "ab".repeat(32);
+        assert_eq!(entry.checked_sha256().ok(), Some("ab".repeat(32).as_str()));
+        for bad in ["", "ab", &"zz".repeat(32), &"ab".repeat(33)] {
+            entry.sha256 = bad.to_owned();
+            match entry.checked_sha256() {
+                Err(PluginError::Terminal(message)) => {
+                    assert_eq!(message, "file set-1/a.raw has no valid sha256 in the index")
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
         }
     }
 }

@@ -44,12 +44,7 @@ impl Uploader for HttpPut {
         destination: Destination,
         params: Params,
     ) -> Result<UploadResult, PluginError> {
-        if file.sha256.len() != 64 || !file.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(PluginError::terminal(format!(
-                "file {} has no valid sha256 in the index",
-                file.name
-            )));
-        }
+        file.checked_sha256()?;
         match destination.kind {
             DestinationKind::Local => store_locally(&file),
             DestinationKind::Remote => {

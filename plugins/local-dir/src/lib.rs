@@ -74,12 +74,7 @@ impl Uploader for LocalDir {
             )));
         }
         let layout = layout(&params)?;
-        if file.sha256.len() != 64 || !file.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(PluginError::terminal(format!(
-                "file {} has no valid sha256 in the index",
-                file.name
-            )));
-        }
+        file.checked_sha256()?;
         let key = key(&file, layout);
         let already = local::stat(&key)? == Some(file.size)
             && local::sha256(&key)?.is_some_and(|stored| stored.eq_ignore_ascii_case(&file.sha256));

@@ -138,12 +138,7 @@ impl<'a> Upload<'a> {
         destination: &'a Destination,
         credential: &'a str,
     ) -> Result<Upload<'a>, PluginError> {
-        if file.sha256.len() != 64 || !file.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(PluginError::terminal(format!(
-                "file {} has no valid sha256 in the index",
-                file.name
-            )));
-        }
+        file.checked_sha256()?;
         let base = destination.url.trim_end_matches('/');
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(PluginError::invalid_params(format!(
