@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, ExportsConfig};
 use crate::index::{EntityId, ExportKey, ExportRow, ExportSnapshot, Index, NewExport, now_ms};
-use crate::jobs::{Handler, JobContext, JobError, Request, SharedConfig};
+use crate::jobs::{Handler, JobContext, JobError, Request, SharedConfig, in_force};
 use crate::lease::{Lease, LeaseError};
 use crate::runtime::{CallError, CallFile, Entity, ErrorClass, Params, Plugin, RemoteCopy, World};
 use crate::store::{self, DataDir};
@@ -398,11 +398,7 @@ impl ExportJob {
     }
 
     fn settings(&self) -> ExportsConfig {
-        self.config
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .exports
-            .clone()
+        in_force(&self.config).exports.clone()
     }
 }
 

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use super::{CLEANUP, GC, Handler, Handlers, INGEST, JobContext, JobError, Queue};
 use crate::config::Config;
@@ -20,6 +20,12 @@ use crate::{gc, plugins};
 
 /// The configuration in force, replaced as a whole on reload.
 pub type SharedConfig = Arc<RwLock<Config>>;
+
+/// Reads the configuration in force. It is only ever replaced as a whole,
+/// so even a lock poisoned by a panicking holder guards a whole config.
+pub fn in_force(config: &SharedConfig) -> RwLockReadGuard<'_, Config> {
+    config.read().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The handlers every daemon (and the CLI's in-process `--wait`) registers.
 pub fn standard_handlers(data_dir: DataDir, index: Arc<Index>, config: SharedConfig) -> Handlers {
@@ -148,11 +154,7 @@ impl CleanupJob {
 
 impl Handler for CleanupJob {
     fn run(&self, job: &JobContext<'_>) -> Result<(), JobError> {
-        let config = self
-            .config
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let config = in_force(&self.config).clone();
         let finished = retention::finish_deletions(&self.index, &self.data_dir)
             .map_err(JobError::Transient)?;
         if !finished.finished.is_empty() || !finished.failed.is_empty() {
@@ -243,7 +245,7 @@ impl IngestJob {
 
     /// Files were added: a sync follows, if destinations are configured.
     fn sync_new_files(&self) {
-        let config = self.config.read().unwrap_or_else(PoisonError::into_inner);
+        let config = in_force(&self.config);
         if config.destinations.is_empty() {
             return;
         }
@@ -328,12 +330,7 @@ impl Progress for ScanProgress<'_> {
 
 impl Handler for IngestJob {
     fn run(&self, job: &JobContext<'_>) -> Result<(), JobError> {
-        let ingest_config = self
-            .config
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .ingest
-            .clone();
+        let ingest_config = in_force(&self.config).ingest.clone();
         let mut options = IngestOptions::new(&ingest_config);
         options.cancel = job.cancel_flag();
         let progress = ScanProgress {

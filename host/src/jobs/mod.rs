@@ -31,7 +31,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use backoff::{Backoff, FailureClass, Retry, next_attempt};
-pub use kinds::{CleanupJob, IngestJob, SharedConfig, cleanup_handlers, standard_handlers};
+pub use kinds::{
+    CleanupJob, IngestJob, SharedConfig, cleanup_handlers, in_force, standard_handlers,
+};
 pub use pool::{Pool, PoolSettings, Waker};
 pub use queue::{Queue, Request};
 pub use scheduler::{Schedule, Scheduler, Trigger};

@@ -18,7 +18,8 @@ use super::{Destination, SyncPayload, Uploaders, probe, register_destinations, r
 use crate::config::{Config, SyncConfig};
 use crate::index::{DestinationId, FileId, Index, SyncClaim, SyncOutcome, now_ms};
 use crate::jobs::{
-    Backoff, FailureClass, Handler, JobContext, JobError, Retry, SharedConfig, next_attempt,
+    Backoff, FailureClass, Handler, JobContext, JobError, Retry, SharedConfig, in_force,
+    next_attempt,
 };
 use crate::runtime::{CallError, CallFile, ErrorClass};
 use crate::store::{self, DataDir};
@@ -234,11 +235,7 @@ impl SyncJob {
 
 impl Handler for SyncJob {
     fn run(&self, job: &JobContext<'_>) -> Result<(), JobError> {
-        let config = self
-            .config
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let config = in_force(&self.config).clone();
         let payload: SyncPayload = serde_json::from_str(job.payload).map_err(|err| {
             JobError::Terminal(anyhow::anyhow!("a sync job's payload is not valid: {err}"))
         })?;
