@@ -224,6 +224,11 @@ pub struct JobsConfig {
     /// How often a full cleanup (every `[[cleanup.policy]]`, then orphan
     /// GC) is scheduled, in milliseconds (default 3600000).
     pub cleanup_interval_ms: u64,
+    /// How long a job that can pause (a sync lane, between two files) keeps
+    /// its worker while another job waits for one, in milliseconds; then it
+    /// makes way and is queued again behind the waiting job, so a long sync
+    /// never holds an ingest, a cleanup or an export back (default 2000).
+    pub time_slice_ms: u64,
 }
 
 impl Default for JobsConfig {
@@ -237,6 +242,7 @@ impl Default for JobsConfig {
             drain_timeout_ms: 10_000,
             stagger_ms: 1_000,
             cleanup_interval_ms: 3_600_000,
+            time_slice_ms: 2_000,
         }
     }
 }
@@ -245,7 +251,7 @@ impl JobsConfig {
     const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
     fn validate(&self) -> Result<(), String> {
-        let ranges: [(&str, u64, u64, u64); 7] = [
+        let ranges: [(&str, u64, u64, u64); 8] = [
             ("workers", u64::from(self.workers), 0, 1024),
             ("max_attempts", u64::from(self.max_attempts), 1, 1000),
             ("backoff_base_ms", self.backoff_base_ms, 1, Self::DAY_MS),
@@ -253,6 +259,7 @@ impl JobsConfig {
             ("lease_ttl_ms", self.lease_ttl_ms, 300, Self::DAY_MS),
             ("drain_timeout_ms", self.drain_timeout_ms, 0, Self::DAY_MS),
             ("stagger_ms", self.stagger_ms, 0, Self::DAY_MS),
+            ("time_slice_ms", self.time_slice_ms, 10, Self::DAY_MS),
         ];
         for (key, value, min, max) in ranges {
             if !(min..=max).contains(&value) {

@@ -222,6 +222,77 @@ fn a_thousand_triggers_of_a_key_during_a_run_give_exactly_one_more_run() {
     assert!(terminate(&mut daemon).success());
 }
 
+/// A `test-record` job of `ms` that makes way when the pool asks.
+fn enqueue_pausable(setup: &Setup, ms: u64) -> JobId {
+    let mut long = job("test-record", None, ms);
+    long.payload = format!("{{\"ms\": {ms}, \"pausable\": true}}");
+    setup.index.enqueue_job(&long, now_ms()).unwrap().id()
+}
+
+/// Waits until the jobs a daemon queues when it starts (the startup
+/// cleanup) are done, so they take no worker from a test.
+fn wait_startup(setup: &Setup) {
+    wait_for(
+        "the startup jobs to finish",
+        Duration::from_secs(30),
+        || {
+            let jobs = setup.index.jobs(None, 100).unwrap();
+            !jobs.is_empty() && jobs.iter().all(|job| job.state.is_final())
+        },
+    );
+}
+
+#[test]
+fn on_a_single_worker_a_long_pausable_job_makes_way_for_a_waiting_one_and_finishes_after_it() {
+    let setup = Setup::new("workers = 1\ntime_slice_ms = 200");
+    let mut daemon = setup.daemon();
+    wait_startup(&setup);
+    let long = enqueue_pausable(&setup, 4000);
+    wait_for("the long job to start", Duration::from_secs(30), || {
+        setup.count("start", long) == 1
+    });
+    let short = setup.enqueue("test-record", None, 10);
+    wait_for("the short job to end", Duration::from_secs(30), || {
+        setup.count("end", short) == 1
+    });
+    assert_eq!(
+        setup.count("end", long),
+        0,
+        "the short job waited for the long one: {:?}",
+        setup.runs()
+    );
+    assert_eq!(setup.count("yield", long), 1, "{:?}", setup.runs());
+    wait_for("the long job to end", Duration::from_secs(30), || {
+        setup.count("end", long) == 1
+    });
+    let row = setup.job(long);
+    assert_eq!(
+        (row.state, row.attempts),
+        (JobState::Done, 1),
+        "making way is not a failed attempt"
+    );
+    assert!(terminate(&mut daemon).success());
+}
+
+#[test]
+fn a_pausable_job_keeps_its_worker_when_another_worker_is_free() {
+    let setup = Setup::new("workers = 2\ntime_slice_ms = 10");
+    let mut daemon = setup.daemon();
+    wait_startup(&setup);
+    let long = enqueue_pausable(&setup, 1500);
+    wait_for("the long job to start", Duration::from_secs(30), || {
+        setup.count("start", long) == 1
+    });
+    let short = setup.enqueue("test-record", None, 100);
+    wait_for("the long job to end", Duration::from_secs(30), || {
+        setup.count("end", long) == 1
+    });
+    assert_eq!(setup.count("end", short), 1, "the free worker ran it");
+    assert_eq!(setup.count("yield", long), 0, "{:?}", setup.runs());
+    assert_eq!(setup.count("start", long), 1);
+    assert!(terminate(&mut daemon).success());
+}
+
 #[test]
 fn ten_thousand_jobs_over_four_workers_each_run_exactly_once() {
     let setup = Setup::new("workers = 4");

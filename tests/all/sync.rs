@@ -719,3 +719,62 @@ fn an_s3_destination_syncs_each_file_once_and_survives_a_daemon_killed_mid_uploa
     assert_eq!(server.keys().len(), 3, "one more object, not two");
     assert_eq!(sha256_hex(&server.get(&key)), sha256_hex(&big));
 }
+
+#[test]
+fn on_one_worker_a_cleanup_asked_for_during_a_long_sync_runs_before_the_sync_ends() {
+    // Each upload takes 300 ms; eight of them hold the only worker for
+    // 2.4 s unless the lane makes way (after its 100 ms slice).
+    let stored: Objects = Arc::default();
+    let kept = stored.clone();
+    let server = Server::http(move |seen| {
+        let digest = format!(
+            "sha-256=:{}:",
+            base64_digest::encode(&Sha256::digest(&seen.body))
+        );
+        match seen.method.as_str() {
+            "PUT" => {
+                std::thread::sleep(Duration::from_millis(300));
+                kept.lock()
+                    .unwrap()
+                    .insert(seen.path.clone(), seen.body.clone());
+                Reply::status(201).header("Repr-Digest", &digest)
+            }
+            _ => Reply::status(404),
+        }
+    });
+    let data = Data::new("");
+    std::fs::write(
+        data.root.join("wharf.toml"),
+        format!(
+            "{}[sync]\nworkers = 1\n\
+             [[destination]]\nname = \"web\"\nkind = \"http\"\nurl = \"{}\"\n",
+            BASE.replace("[jobs]\n", "[jobs]\nworkers = 1\ntime_slice_ms = 100\n"),
+            server.url("/objects")
+        ),
+    )
+    .unwrap();
+    for i in 0..8 {
+        data.add(&format!("f{i}.bin"), format!("file {i}").as_bytes(), HOUR);
+    }
+    let mut daemon = data.daemon();
+    wait_for("the first upload", Duration::from_secs(60), || {
+        server.seen().iter().any(|s| s.method == "PUT")
+    });
+    let output = data.wharf(&["cleanup", "--gc-only", "--wait"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let synced = || {
+        data.sql("SELECT CAST(count(*) AS TEXT) FROM sync_status WHERE state = 'synced'")[0]
+            .parse::<usize>()
+            .unwrap()
+    };
+    assert!(
+        synced() < 8,
+        "the cleanup waited for the whole sync: {}",
+        data.daemon_log()
+    );
+    wait_for("every file synced", Duration::from_secs(60), || {
+        synced() == 8
+    });
+    terminate(&mut daemon);
+    assert_eq!(stored.lock().unwrap().len(), 8);
+}

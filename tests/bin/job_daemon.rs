@@ -4,7 +4,9 @@
 //! `job-daemon DATA_DIR RECORD_FILE` serves DATA_DIR (configured by its
 //! wharf.toml) until SIGTERM, with the kinds:
 //! - `test-record`: payload `{"ms": N}`; appends `start ID` to RECORD_FILE,
-//!   works N ms (stopping early if cancelled), then appends `end ID`;
+//!   works N ms (stopping early if cancelled), then appends `end ID`; with
+//!   `"pausable": true` it also makes way when the pool asks, appending
+//!   `yield ID`, and works N ms again on its next run;
 //! - `test-panic`: panics with `boom in job ID`.
 
 use std::io::Write;
@@ -33,12 +35,17 @@ impl Handler for Record {
         let payload: serde_json::Value =
             serde_json::from_str(job.payload).map_err(|e| JobError::Terminal(e.into()))?;
         let ms = payload["ms"].as_u64().unwrap_or(0);
+        let pausable = payload["pausable"].as_bool().unwrap_or(false);
         self.append(&format!("start {}", job.id))?;
         let until = Instant::now() + Duration::from_millis(ms);
         while Instant::now() < until {
             if job.cancelled() {
                 self.append(&format!("cancelled {}", job.id))?;
                 return Err(JobError::Cancelled);
+            }
+            if pausable && job.should_yield() {
+                self.append(&format!("yield {}", job.id))?;
+                return Err(JobError::Yielded);
             }
             std::thread::sleep(Duration::from_millis(5));
         }

@@ -161,6 +161,9 @@ pub enum Finish {
     },
     /// Stopped by a shutdown: queued again at once, the attempt not counted.
     Released,
+    /// Made way for a waiting job: queued again just behind the jobs due
+    /// now, the attempt not counted; a pending rerun stays pending.
+    Yielded,
 }
 
 /// What `wharf jobs retry` did.
@@ -607,6 +610,14 @@ fn finish_row(
                 params![id.0, owner, now_ms],
             )? == 1);
         }
+        Finish::Yielded => {
+            return Ok(tx.execute(
+                "UPDATE jobs SET state = 'queued', next_attempt_ms = ?3 + 1, owner = NULL, lease_expires_ms = NULL,
+                     attempts = max(attempts - 1, 0)
+                 WHERE id = ?1 AND owner = ?2 AND state = 'running'",
+                params![id.0, owner, now_ms],
+            )? == 1);
+        }
     };
     match rerun {
         None => return Ok(false),
@@ -905,6 +916,43 @@ mod tests {
             (row.state, row.attempts, row.owner),
             (JobState::Queued, 0, None)
         );
+    }
+
+    #[test]
+    fn a_yielded_job_goes_behind_the_job_it_made_way_for_keeping_its_key_attempts_and_rerun() {
+        let (_dir, index) = index();
+        let lane = index
+            .enqueue_job(&job("sync", Some("sync/*/0")), 0)
+            .unwrap()
+            .id();
+        let ingest = kinds(&["sync", "ingest"]);
+        assert_eq!(
+            index
+                .claim_job("me", &ingest, 5, 50, None)
+                .unwrap()
+                .unwrap()
+                .id,
+            lane
+        );
+        // Waiting while it runs: an ingest, and a trigger of the lane's key.
+        let waiting = index.enqueue_job(&job("ingest", None), 10).unwrap().id();
+        index
+            .enqueue_job(&job("sync", Some("sync/*/0")), 10)
+            .unwrap();
+        let (yielded, next) = index
+            .finish_and_claim_job(lane, "me", &Finish::Yielded, 20, &ingest, 50, None)
+            .unwrap();
+        assert!(yielded);
+        assert_eq!(next.unwrap().id, waiting, "the waiting job runs first");
+        let row = index.job(lane).unwrap().unwrap();
+        assert_eq!(
+            (row.state, row.attempts, row.rerun, row.last_error),
+            (JobState::Queued, 0, true, None)
+        );
+        let (_, next) = index
+            .finish_and_claim_job(waiting, "me", &Finish::Done, 30, &ingest, 50, None)
+            .unwrap();
+        assert_eq!(next.unwrap().id, lane, "then the lane carries on");
     }
 
     #[test]

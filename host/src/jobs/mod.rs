@@ -16,7 +16,9 @@
 //! Invariants: a job is claimed only when a worker is idle to take it, so
 //! nothing waits in memory; a job runs under a lease its owner renews, and
 //! nobody else runs it unless that owner is provably dead or let the lease
-//! expire; a handler's panic fails that job, never the worker. Data flows
+//! expire; a handler's panic fails that job, never the worker; a job that
+//! can pause makes way for a waiting one after `jobs.time_slice_ms`
+//! ([`JobContext::should_yield`]), so no job holds the pool for hours. Data flows
 //! cli → jobs → ingest, retention and gc (later export, sync); `runtime` knows
 //! nothing of jobs.
 
@@ -27,8 +29,9 @@ mod queue;
 mod scheduler;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 pub use backoff::{Backoff, FailureClass, Retry, next_attempt};
 pub use kinds::{
@@ -50,7 +53,10 @@ pub const GC: &str = "gc";
 /// What a job kind does; registered by kind when the pool starts.
 pub trait Handler: Send + Sync {
     /// Runs one attempt of `job`. Long work checks [`JobContext::cancelled`]
-    /// and returns [`JobError::Cancelled`] when it is set.
+    /// and returns [`JobError::Cancelled`] when it is set; work made of
+    /// steps whose progress the index records checks
+    /// [`JobContext::should_yield`] between them and returns
+    /// [`JobError::Yielded`] when it is set.
     fn run(&self, job: &JobContext<'_>) -> Result<(), JobError>;
 }
 
@@ -66,10 +72,29 @@ pub enum JobError {
     /// Stopped because [`JobContext::cancelled`] was set.
     #[error("cancelled")]
     Cancelled,
+    /// Paused because [`JobContext::should_yield`] said so: queued again at
+    /// once, behind the job it made way for, the attempt not counted. The
+    /// next run carries on from what the index records as done.
+    #[error("made way for a waiting job")]
+    Yielded,
 }
 
 /// Reports a running job's progress: work done, and the total if known.
 pub type ProgressFn<'a> = &'a (dyn Fn(u64, Option<u64>) + Sync);
+
+/// Whether another job is waiting for a worker.
+pub type WaitingFn<'a> = &'a (dyn Fn() -> bool + Sync);
+
+/// How often a job past its time slice asks whether anyone waits.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+
+/// A pool's time slice, as one attempt sees it.
+struct Turn<'a> {
+    waiting: WaitingFn<'a>,
+    /// When to ask `waiting` next (it reads the index): first at the end of
+    /// the slice.
+    next_look: Mutex<Instant>,
+}
 
 /// One attempt of a job, as its handler sees it.
 pub struct JobContext<'a> {
@@ -81,9 +106,11 @@ pub struct JobContext<'a> {
     pub attempt: u32,
     cancel: Arc<AtomicBool>,
     progress: ProgressFn<'a>,
+    turn: Option<Turn<'a>>,
 }
 
 impl<'a> JobContext<'a> {
+    /// An attempt that never has to make way (see [`JobContext::with_turns`]).
     pub fn new(row: &'a JobRow, cancel: Arc<AtomicBool>, progress: ProgressFn<'a>) -> Self {
         JobContext {
             id: row.id,
@@ -92,7 +119,39 @@ impl<'a> JobContext<'a> {
             attempt: row.attempts,
             cancel,
             progress,
+            turn: None,
         }
+    }
+
+    /// Lets the attempt make way once it has run for `slice` and `waiting`
+    /// says another job waits for a worker.
+    pub fn with_turns(mut self, slice: Duration, waiting: WaitingFn<'a>) -> Self {
+        self.turn = Some(Turn {
+            waiting,
+            next_look: Mutex::new(Instant::now() + slice),
+        });
+        self
+    }
+
+    /// Whether a job that can pause should do so now, returning
+    /// [`JobError::Yielded`]: it has had its time slice and another job
+    /// waits for a worker. Cheap: it looks at the queue at most every
+    /// 100 ms, and never before the slice is over.
+    pub fn should_yield(&self) -> bool {
+        let Some(turn) = &self.turn else {
+            return false;
+        };
+        let now = Instant::now();
+        let mut next_look = turn
+            .next_look
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if now < *next_look {
+            return false;
+        }
+        *next_look = now + LOOK_EVERY;
+        drop(next_look);
+        (turn.waiting)()
     }
 
     /// Whether the job should stop: a user cancelled it or the daemon is

@@ -41,6 +41,9 @@ pub struct PoolSettings {
     pub poll: Duration,
     /// Run this job only (the CLI's `--wait` without a daemon).
     pub only: Option<JobId>,
+    /// How long a job that can pause keeps its worker while another job
+    /// waits for one (`jobs.time_slice_ms`).
+    pub time_slice: Duration,
 }
 
 impl PoolSettings {
@@ -54,6 +57,7 @@ impl PoolSettings {
             },
             poll: Duration::from_millis(5),
             only: None,
+            time_slice: Duration::from_millis(config.time_slice_ms),
         }
     }
 }
@@ -228,6 +232,12 @@ impl Drop for Pool {
             self.stop(Duration::ZERO);
         }
     }
+}
+
+/// Whether a job waits for a worker: every one of `workers` runs a job
+/// (`busy`) and the first queued job is due.
+fn waits(busy: usize, workers: usize, first_due_ms: impl FnOnce() -> Option<i64>) -> bool {
+    busy >= workers.max(1) && first_due_ms().is_some_and(|due| due <= now_ms())
 }
 
 fn wait_until(until: Instant, done: impl Fn() -> bool) {
@@ -465,6 +475,27 @@ impl Shared {
         }
     }
 
+    /// Whether a job is due that no worker is free to take. Never when this
+    /// pool runs one job only.
+    fn someone_waits(&self) -> bool {
+        if self.settings.only.is_some() {
+            return false;
+        }
+        let busy = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        // The index is read only when every worker is busy.
+        waits(busy, self.settings.workers, || {
+            self.index
+                .next_job_due_ms(&self.kinds)
+                .inspect_err(|error| tracing::debug!(error = %format!("{error:#}"), "cannot look for waiting jobs"))
+                .ok()
+                .flatten()
+        })
+    }
+
     fn forget(&self, id: JobId) {
         self.running
             .lock()
@@ -499,7 +530,9 @@ impl Shared {
                 tracing::debug!(error = %error, "cannot record job progress");
             }
         };
-        let context = JobContext::new(&job, cancel.clone(), &progress);
+        let waiting = || self.someone_waits();
+        let context = JobContext::new(&job, cancel.clone(), &progress)
+            .with_turns(self.settings.time_slice, &waiting);
         let started = Instant::now();
         let result = match self.handlers.get(&job.kind) {
             Some(handler) => catch_unwind(AssertUnwindSafe(|| handler.run(&context))),
@@ -520,6 +553,9 @@ impl Shared {
             }
             Finish::Cancelled { .. } => tracing::info!(elapsed_ms, "job cancelled"),
             Finish::Released => tracing::info!(elapsed_ms, "job stopped by shutdown; queued again"),
+            Finish::Yielded => {
+                tracing::debug!(elapsed_ms, "job made way for a waiting job; queued again")
+            }
         }
         let next = self.record(&job, &finish);
         self.forget(job.id);
@@ -549,6 +585,7 @@ impl Shared {
             Ok(Ok(())) => Finish::Done,
             Ok(Err(JobError::Cancelled)) => stopped(),
             Ok(Err(_)) if cancelled => stopped(),
+            Ok(Err(JobError::Yielded)) => Finish::Yielded,
             Ok(Err(JobError::Terminal(error))) => Finish::Failed {
                 error: format!("{error:#}"),
             },
@@ -635,5 +672,24 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         message.clone()
     } else {
         "(a panic without a message)".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_waits_only_when_every_worker_is_busy_and_a_queued_job_is_due() {
+        let now = now_ms();
+        assert!(waits(2, 2, || Some(now - 5)));
+        assert!(waits(1, 0, || Some(now)), "a pool has at least one worker");
+        assert!(!waits(1, 2, || Some(now - 5)), "a free worker takes it");
+        assert!(!waits(2, 2, || Some(now + 60_000)), "not due yet");
+        assert!(!waits(2, 2, || None), "nothing queued");
+        assert!(
+            !waits(1, 2, || panic!("the index is not read")),
+            "with a free worker the queue is not looked at"
+        );
     }
 }

@@ -4,7 +4,9 @@
 //! sha256 the plugin reports, and records the outcome: `synced`, a retry
 //! after the engine's backoff (transient), or `failed` for good
 //! (terminal), logged once with an `events` row. Each attempt is a fresh
-//! plugin call that reads the file from its first byte.
+//! plugin call that reads the file from its first byte. Between two files
+//! a lane makes way for a job waiting for a worker once it has run for
+//! `jobs.time_slice_ms`, and carries on after it.
 //!
 //! What lanes share (one handler serves them all): each destination's last
 //! known reachability, logged once per change, and the throughput counters
@@ -266,6 +268,12 @@ impl Handler for SyncJob {
         loop {
             if job.cancelled() {
                 return Err(JobError::Cancelled);
+            }
+            // Between two files, nothing is in flight: a waiting ingest,
+            // cleanup or export takes the worker, and this lane carries on
+            // after it with the rows still due.
+            if job.should_yield() {
+                return Err(JobError::Yielded);
             }
             let now = now_ms();
             let claim = self
