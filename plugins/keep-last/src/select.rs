@@ -35,13 +35,16 @@ pub(crate) fn select(
 
 /// Where the group that starts at `start` ends: the first index past it.
 ///
-/// The one per-file loop, shaped for the code generators that run it: eight
-/// compares per round, so a round's fixed costs (the bounds test, and in
-/// wasm the runtime's interruption check) are paid once per eight files;
-/// in wasm its own function, so Cranelift keeps its few values in registers
-/// whatever the caller holds (LLVM does so natively with it inlined).
-#[cfg_attr(target_arch = "wasm32", inline(never))]
-#[cfg_attr(not(target_arch = "wasm32"), inline)]
+/// The one per-file loop, eight files per round so that a round's fixed
+/// costs (the bounds test, and in wasm the runtime's interruption check) are
+/// paid once per eight, and shaped per target for the code generator that
+/// runs it, so neither side of the runtime benchmark is handicapped.
+///
+/// In wasm: its own function, with a compare chain. Cranelift does not
+/// vectorize; on its own it keeps the chain's few values in registers
+/// whatever the caller holds. (The fold below runs about 2x slower there.)
+#[cfg(target_arch = "wasm32")]
+#[inline(never)]
 fn group_end(entity: &[u32], start: usize) -> usize {
     let group = entity[start];
     let mut end = start + 1;
@@ -59,8 +62,75 @@ fn group_end(entity: &[u32], start: usize) -> usize {
         }
         end += 8;
     }
+    group_tail(entity, end, group)
+}
+
+/// Natively: a branch-free fold, which LLVM turns into vector compares
+/// (measured 1.6x faster than the chain above).
+#[cfg(not(target_arch = "wasm32"))]
+#[inline]
+fn group_end(entity: &[u32], start: usize) -> usize {
+    let group = entity[start];
+    let mut end = start + 1;
+    while let Some(chunk) = entity.get(end..end + 8) {
+        if chunk.iter().fold(0, |diff, &e| diff | (e ^ group)) != 0 {
+            break;
+        }
+        end += 8;
+    }
+    group_tail(entity, end, group)
+}
+
+/// The files of `group` from `end` on, one at a time: fewer than eight.
+#[inline]
+fn group_tail(entity: &[u32], mut end: usize, group: u32) -> usize {
     while end < entity.len() && entity[end] == group {
         end += 1;
     }
     end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::select;
+
+    /// The files keep-last lets go, one file at a time.
+    fn model(entity: &[u32], keep: usize) -> Vec<usize> {
+        let mut deleted = Vec::new();
+        let mut seen = 0;
+        for i in 0..entity.len() {
+            seen = if i > 0 && entity[i] == entity[i - 1] {
+                seen + 1
+            } else {
+                1
+            };
+            if seen > keep {
+                deleted.push(i);
+            }
+        }
+        deleted
+    }
+
+    #[test]
+    fn groups_of_every_length_around_the_eight_a_round_scan_match_the_model() {
+        for first in 1..=40 {
+            for second in [1, 7, 8, 9, 17] {
+                // Groups of `first`, `second` and `first + 1` files; the
+                // last two share nothing with a neighbour's index.
+                let entity: Vec<u32> = [(5, first), (u32::MAX, second), (6, first + 1)]
+                    .iter()
+                    .flat_map(|&(group, len)| std::iter::repeat_n(group, len))
+                    .collect();
+                for keep in 0..=10 {
+                    let mut deleted = Vec::new();
+                    select(&entity, None, keep as u64, i64::MAX, |i| deleted.push(i));
+                    assert_eq!(
+                        deleted,
+                        model(&entity, keep),
+                        "{first} {second} keep {keep}"
+                    );
+                }
+            }
+        }
+    }
 }
