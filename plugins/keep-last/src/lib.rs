@@ -120,6 +120,46 @@ mod tests {
             .collect()
     }
 
+    /// The files keep-last lets go, one file at a time.
+    fn model(entity: &[u32], keep: usize) -> Vec<usize> {
+        let mut deleted = Vec::new();
+        let mut seen = 0;
+        for i in 0..entity.len() {
+            seen = if i > 0 && entity[i] == entity[i - 1] {
+                seen + 1
+            } else {
+                1
+            };
+            if seen > keep {
+                deleted.push(i);
+            }
+        }
+        deleted
+    }
+
+    #[test]
+    fn groups_of_every_length_around_the_eight_a_round_scan_match_the_model() {
+        for first in 1..=40 {
+            for second in [1, 7, 8, 9, 17] {
+                // Groups of `first`, `second` and `first + 1` files; the
+                // last two share nothing with a neighbour's index.
+                let entity: Vec<u32> = [(5, first), (u32::MAX, second), (6, first + 1)]
+                    .iter()
+                    .flat_map(|&(group, len)| std::iter::repeat_n(group, len))
+                    .collect();
+                for keep in 0..=10 {
+                    let mut deleted = Vec::new();
+                    select::select(&entity, None, keep as u64, i64::MAX, |i| deleted.push(i));
+                    assert_eq!(
+                        deleted,
+                        model(&entity, keep),
+                        "{first} {second} keep {keep}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn keeps_the_newest_per_entity() {
         let mut run = KeepLast::open(params(&[("keep", "2")])).unwrap();
