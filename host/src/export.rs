@@ -20,7 +20,6 @@
 //! same lease removes); and one cache key never runs twice at once.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +32,9 @@ use crate::config::{Config, ExportsConfig};
 use crate::index::{EntityId, ExportKey, ExportRow, ExportSnapshot, Index, NewExport, now_ms};
 use crate::jobs::{Handler, JobContext, JobError, Request, SharedConfig, in_force};
 use crate::lease::{Lease, LeaseError};
-use crate::runtime::{CallError, CallFile, Entity, ErrorClass, Params, Plugin, RemoteCopy, World};
+use crate::runtime::{
+    CallError, CallFile, Entity, ErrorClass, Exported, Params, Plugin, RemoteCopy, World,
+};
 use crate::store::{self, DataDir};
 
 /// The job kind of an export.
@@ -519,17 +520,10 @@ fn run_export(
     };
     std::fs::create_dir_all(data_dir.tmp_dir()).context("cannot create the tmp directory")?;
     let tmp = data_dir.new_tmp_path(&payload.format);
-    let result = plugin
+    let exported = plugin
         .export(&entity, &files, &payload.params, &tmp)
         .map_err(RunError::Plugin)?;
-    let outcome = place_and_commit(
-        data_dir,
-        index,
-        &tmp,
-        &result.file_name,
-        &result.media_type,
-        payload,
-    );
+    let outcome = place_and_commit(data_dir, index, &tmp, &exported, payload);
     if outcome.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -540,18 +534,15 @@ fn place_and_commit(
     data_dir: &DataDir,
     index: &Index,
     tmp: &Path,
-    file_name: &str,
-    media_type: &str,
+    exported: &Exported,
     payload: &ExportPayload,
 ) -> anyhow::Result<crate::index::ExportId> {
-    let (size, sha256) =
-        hash_file(tmp).with_context(|| format!("cannot read the export {}", tmp.display()))?;
     let relative = store::export_path(
         payload.entity,
         payload.version,
         &payload.format,
         &payload.params_sha256,
-        file_name,
+        &exported.result.file_name,
     );
     let target = data_dir
         .resolve(&relative)
@@ -578,10 +569,10 @@ fn place_and_commit(
             &NewExport {
                 key: payload.key(),
                 path: relative.clone(),
-                size,
-                sha256,
+                size: exported.size,
+                sha256: exported.sha256.clone(),
                 mtime_ms,
-                media_type: media_type.to_owned(),
+                media_type: exported.result.media_type.clone(),
             },
             now_ms(),
         )
@@ -622,24 +613,6 @@ fn call_files(data_dir: &DataDir, snapshot: &ExportSnapshot) -> anyhow::Result<V
             })
         })
         .collect()
-}
-
-fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    // 64 KiB reads: larger buffers fall out of L2 between the kernel's
-    // copy and the hash (measured for ingest, BENCHMARKS.md).
-    let mut buffer = vec![0u8; 64 << 10];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-        size += n as u64;
-    }
-    Ok((size, hex::encode(hasher.finalize())))
 }
 
 /// The export a finished `export` job made, found by its payload's key.

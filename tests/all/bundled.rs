@@ -1,5 +1,6 @@
 //! The bundled plugins, through the real runtime.
 
+use sha2::Digest;
 use wharf::runtime::{CallError, DestinationAccess, RemoteAccess, UploadTarget, World};
 
 use crate::support::*;
@@ -44,10 +45,15 @@ fn tar_export_produces_an_archive_tar_can_list_and_extract() {
         call_file(dir.path(), "b.bin", &vec![3u8; 70_000]),
     ];
     let out = dir.path().join("export.tmp");
-    let result = plugin
+    let exported = plugin
         .export(&entity("set-1"), &files, &params(&[]), &out)
         .unwrap();
-    assert_eq!(result.file_name, "set-1.tar");
+    assert_eq!(exported.result.file_name, "set-1.tar");
+    // Hashed while it was written (headers written, contents spliced): the
+    // size and sha256 of the file on disk.
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(exported.size, bytes.len() as u64);
+    assert_eq!(exported.sha256, hex::encode(sha2::Sha256::digest(&bytes)));
     let extract = dir.path().join("extract");
     std::fs::create_dir(&extract).unwrap();
     let status = std::process::Command::new("tar")

@@ -42,7 +42,7 @@ fn export(plugin: &Plugin, dir: &Path, mode: &str) -> Result<String, CallError> 
     let _ = std::fs::remove_file(&out);
     plugin
         .export(&entity("set"), &[], &params(&[("mode", mode)]), &out)
-        .map(|result| result.file_name)
+        .map(|exported| exported.result.file_name)
 }
 
 #[test]

@@ -581,8 +581,14 @@ fn zip_export_of_more_than_65535_entries_is_zip64_and_both_readers_list_them_all
     let result = plugin
         .export(&entity("many"), &files, &Vec::new(), &out)
         .unwrap();
-    assert_eq!(result.file_name, "many.zip");
+    assert_eq!(result.result.file_name, "many.zip");
     let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(result.size, bytes.len() as u64);
+    assert_eq!(
+        result.sha256,
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+        "hashed while it was written"
+    );
     // The zip64 end record and its locator sit right before the classic end
     // record, whose entry counts are the 0xFFFF marker.
     let classic = bytes.len() - 22;

@@ -14,7 +14,7 @@ fn attack(plugin: &Plugin, dir: &Path, mode: &str) -> Result<String, CallError> 
     let out = dir.join(format!("out-{mode}-{}", rand_suffix()));
     plugin
         .export(&entity("set"), &[input], &params(&[("mode", mode)]), &out)
-        .map(|result| result.file_name)
+        .map(|exported| exported.result.file_name)
 }
 
 fn setup() -> (tempfile::TempDir, Runtime, Plugin) {
@@ -328,7 +328,7 @@ fn eight_concurrent_calls_share_no_state() {
                             .export(&entity(&id), &[], &params(&[("mode", "count")]), &out)
                             .unwrap();
                         assert_eq!(std::fs::read(&out).unwrap(), id.as_bytes());
-                        seen.push(result.file_name);
+                        seen.push(result.result.file_name);
                     }
                     seen
                 })

@@ -177,7 +177,8 @@ pub(crate) fn assert_host_still_serves(runtime: &Runtime, plugin: &Plugin, dir: 
     let out = dir.join(format!("ok-{}", rand_suffix()));
     let result = plugin
         .export(&entity("set"), &[], &params(&[("mode", "ok")]), &out)
-        .unwrap();
+        .unwrap()
+        .result;
     assert_eq!(result.file_name, "ok.txt");
     assert_eq!(std::fs::read(&out).unwrap(), b"ok");
     let other = runtime.load(bundled("keep-last")).unwrap();

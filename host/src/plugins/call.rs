@@ -364,19 +364,18 @@ impl Prepared {
                 output,
                 rename,
             } => {
-                let result = plugin.export(&entity, &files, &request.params, &output)?;
+                let exported = plugin.export(&entity, &files, &request.params, &output)?;
                 // The runtime checked the name is a bare file name.
-                let named = output.with_file_name(&result.file_name);
+                let named = output.with_file_name(&exported.result.file_name);
                 let output = if rename && std::fs::rename(&output, &named).is_ok() {
                     named
                 } else {
                     output
                 };
-                let bytes = std::fs::metadata(&output).map_or(0, |m| m.len());
                 Ok(CallOutcome::Exported {
-                    result,
+                    result: exported.result,
                     output,
-                    bytes,
+                    bytes: exported.size,
                 })
             }
             Prepared::Plan { batch, names, disk } => {

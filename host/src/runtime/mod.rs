@@ -20,8 +20,8 @@ pub use bindings::{
 };
 pub use cache::CacheOutcome;
 pub use call::{
-    Batch, CallError, CallFile, Decided, DestinationAccess, ErrorClass, Params, PlanSession,
-    UploadTarget,
+    Batch, CallError, CallFile, Decided, DestinationAccess, ErrorClass, Exported, Params,
+    PlanSession, UploadTarget,
 };
 pub use engine::{Allocator, Runtime, RuntimeConfig};
 pub use host::{Credential, RemoteAccess};

@@ -9,6 +9,15 @@ use wasmtime::Store;
 use super::{CallError, CallState, Grants, Params, entered};
 use crate::runtime::bindings::{Entity, ExportResult, RemoteCopy, files_api};
 use crate::runtime::host::{GrantedFile, Output};
+
+/// What an export call made: the plugin's answer and its output's size and
+/// sha256 (hashed while it was written).
+#[derive(Debug, Clone)]
+pub struct Exported {
+    pub result: ExportResult,
+    pub size: u64,
+    pub sha256: String,
+}
 use crate::runtime::registry::{Plugin, WorldPre};
 
 /// A tracked file handed to an exporter or uploader: what the plugin is told
@@ -50,14 +59,15 @@ impl CallFile {
 
 impl Plugin {
     /// Runs an exporter over `files`, writing its output to `output_path`,
-    /// which must not exist. On failure the partial output is removed.
+    /// which must not exist, fsynced. On failure the partial output is
+    /// removed.
     pub fn export(
         &self,
         entity: &Entity,
         files: &[CallFile],
         params: &Params,
         output_path: &Path,
-    ) -> Result<ExportResult, CallError> {
+    ) -> Result<Exported, CallError> {
         let WorldPre::Exporter(pre) = &self.pre else {
             return Err(self.wrong_world("exporter"));
         };
@@ -87,10 +97,14 @@ impl Plugin {
                 let output = state
                     .output
                     .ok_or_else(|| CallError::Host("output vanished".into()))?;
-                output
+                let written = output
                     .finish()
                     .map_err(|err| CallError::Host(format!("could not write the export: {err}")))?;
-                Ok(result)
+                Ok(Exported {
+                    result,
+                    size: written.size,
+                    sha256: written.sha256,
+                })
             });
         if result.is_err() {
             let _ = std::fs::remove_file(output_path);

@@ -22,7 +22,7 @@ use super::host::{DeniedImport, HttpAccess, LocalAccess, LogBudget, Output};
 use super::limits::MemoryLimiter;
 use super::registry::{Plugin, WorldPre};
 
-pub use export::CallFile;
+pub use export::{CallFile, Exported};
 pub use retention::{Batch, Decided, PlanSession};
 pub use upload::{DestinationAccess, UploadTarget};
 
