@@ -169,6 +169,9 @@ fn hash_tail(file: &File, tail: &Tail) -> io::Result<Written> {
             (state.flushed, state.ended)
         };
         while hashed < flushed {
+            if tail.lock().abandoned {
+                return Err(io::Error::other("the output was abandoned"));
+            }
             let want =
                 usize::try_from(flushed - hashed).map_or(buffer.len(), |n| n.min(buffer.len()));
             let n = file.read_at(&mut buffer[..want], hashed)?;
