@@ -140,7 +140,8 @@ pub struct PluginsConfig {
     /// Plugin instances alive at once (default 64).
     pub max_instances: u32,
     /// Consecutive trapping calls after which a plugin is quarantined until
-    /// the next reload (default 5).
+    /// the next reload (default 5). A call whose time ran out while the host
+    /// waited on a destination's network does not count.
     pub quarantine_after: u32,
     /// Largest plugin component (`.wasm` file) loaded, in bytes; compiling
     /// is the one step of a load no deadline interrupts (default 16 MiB).

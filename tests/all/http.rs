@@ -405,6 +405,34 @@ fn a_body_trickling_past_the_deadline_fails_the_call_as_a_deadline() {
 }
 
 #[test]
+fn a_destination_that_stalls_past_the_deadline_does_not_quarantine_its_uploader() {
+    let dir = tempfile::tempdir().unwrap();
+    // Quarantined at the first fault that counts.
+    let runtime = strict_runtime(dir.path());
+    let stalled = Server::http(|request| match request.method.as_str() {
+        "HEAD" => Reply::status(404),
+        _ => Reply::status(201)
+            .body(&[b'x'; 200])
+            .trickle(Duration::from_millis(50)),
+    });
+    let timeout = Duration::from_millis(300);
+    let plugin = uploader(&runtime, timeout);
+    let target = destination(stalled.url("/bucket"), &[&stalled], RemoteAccess::default());
+    for _ in 0..2 {
+        let error = plugin
+            .upload(&hello(dir.path()), &target, &params(&[]))
+            .unwrap_err();
+        assert_eq!(error, CallError::Deadline(timeout));
+    }
+    // Another destination of the same uploader still works.
+    let healthy = Server::http(empty_store);
+    let target = destination(healthy.url("/bucket"), &[&healthy], RemoteAccess::default());
+    plugin
+        .upload(&hello(dir.path()), &target, &params(&[]))
+        .unwrap();
+}
+
+#[test]
 fn server_errors_are_transient() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime(dir.path());

@@ -168,6 +168,10 @@ pub(crate) struct CallState {
     pub(crate) disk: Option<PathBuf>,
     pub(crate) log: LogBudget,
     pub(crate) fault: Option<Fault>,
+    /// The deadline passed while the host waited on the network for the
+    /// plugin (a stalled destination): the call fails as a deadline, but it
+    /// is not the plugin's fault and does not count towards quarantine.
+    pub(crate) stalled_on_network: bool,
     /// Set once the plugin is instantiated: from then on every failure
     /// (a malformed result, a forged handle) is the plugin's, never the host's.
     pub(crate) running: bool,
@@ -255,7 +259,7 @@ impl Plugin {
 
     pub(crate) fn invalid_output(&self, reason: String) -> CallError {
         let error = CallError::InvalidOutput(reason);
-        self.record(&error);
+        self.record(&error, false);
         error
     }
 
@@ -312,6 +316,7 @@ impl Plugin {
             disk: grants.disk,
             log: LogBudget::default(),
             fault: None,
+            stalled_on_network: false,
             running: false,
         };
         let mut store = Store::new(&self.runtime.engine, state);
@@ -368,15 +373,22 @@ impl Plugin {
                 tracing::debug!(elapsed_us, "plugin call succeeded");
             }
             Err(error) => {
-                self.record(error);
+                self.record(error, state.stalled_on_network);
                 tracing::warn!(elapsed_us, error = %error, class = ?error.class(), "plugin call failed");
             }
         }
         result
     }
 
-    /// Counts consecutive traps; quarantines at the threshold.
-    fn record(&self, error: &CallError) {
+    /// Counts consecutive traps; quarantines at the threshold. A deadline
+    /// the network used up (`stalled`) neither counts nor clears the count:
+    /// a destination that stalls must not quarantine its uploader for every
+    /// other destination.
+    fn record(&self, error: &CallError, stalled: bool) {
+        if stalled && matches!(error, CallError::Deadline(_)) {
+            tracing::info!(plugin = %self.name, "the call's time ran out waiting on the network; not counted towards quarantine");
+            return;
+        }
         if !error.is_trap() {
             self.consecutive_traps.store(0, Ordering::Relaxed);
             return;

@@ -8,7 +8,9 @@
 //! only ever reaches an allowed host and never the plugin; `https` never
 //! continues over `http`; the call's deadline bounds every hop, hashing and
 //! the response body included, and running past it fails the call as a
-//! deadline rather than a transient error the plugin could swallow.
+//! deadline rather than a transient error the plugin could swallow (one
+//! that does not count towards the plugin's quarantine: the network stalled,
+//! not the plugin).
 //!
 //! The files: `agents.rs` (the runtime's connection pool per destination),
 //! `tls.rs` (roots, certificate failures), `sign.rs` (credentials),
@@ -305,6 +307,7 @@ mod tests {
             disk: None,
             log: LogBudget::default(),
             fault: None,
+            stalled_on_network: false,
             running: true,
         }
     }

@@ -111,8 +111,12 @@ impl CallState {
     }
 
     /// The error a failed hop gives the plugin, or the deadline trap when
-    /// the call's time ran out (ureq's timeout is that deadline).
+    /// the call's time ran out (ureq's timeout is that deadline): the
+    /// network's doing, not the plugin's.
     fn failed(&mut self, url: &Url, error: &ureq::Error) -> wasmtime::Result<PluginError> {
+        if Instant::now() >= self.deadline {
+            self.stalled_on_network = true;
+        }
         self.check_deadline()?;
         Ok(match certificate_refused(error) {
             Some(reason) => PluginError::Terminal(format!("{url}: {reason}")),
