@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use wharf::index::{Index, JobId, JobRow, JobState, NewJob, now_ms};
 
+use crate::support::Daemon;
+
 struct Setup {
     _dir: tempfile::TempDir,
     data: PathBuf,
@@ -37,15 +39,17 @@ impl Setup {
         }
     }
 
-    fn daemon(&self) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_job-daemon"))
-            .arg(&self.data)
-            .arg(&self.record)
-            .env("WHARF_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+    fn daemon(&self) -> Daemon {
+        Daemon::new(
+            Command::new(env!("CARGO_BIN_EXE_job-daemon"))
+                .arg(&self.data)
+                .arg(&self.record)
+                .env("WHARF_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
     }
 
     fn enqueue(&self, kind: &str, key: Option<&str>, ms: u64) -> JobId {
@@ -156,7 +160,7 @@ fn of_two_daemons_started_at_once_exactly_one_serves_and_the_other_names_its_pid
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let message = stderr_of(loser);
+    let message = stderr_of(loser.into_child());
     assert!(
         message.contains(&format!("pid {}", survivor.id())),
         "{message}"

@@ -2,7 +2,7 @@
 //! `install`, `remove`, `inspect` and `list`, each a real `wharf` process.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -285,17 +285,6 @@ fn plugin_install_pins_the_component_and_remove_takes_it_out() {
 }
 
 /// Stops the daemon with SIGTERM when the test ends, however it ends.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
 fn recorded_plugins(index: &Path) -> Vec<String> {
     let read = || -> anyhow::Result<Vec<String>> {
         let db = wharf::index::open_read_only(index)?;
@@ -319,7 +308,7 @@ fn install_and_remove_make_a_running_daemon_reload() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let index = data.join("index.sqlite");
-    let _daemon = Daemon(
+    let _daemon = Daemon::new(
         Command::new(env!("CARGO_BIN_EXE_wharf-under-test"))
             .arg("--data-dir")
             .arg(&data)

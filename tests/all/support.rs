@@ -278,3 +278,50 @@ pub(crate) fn assert_table_covers(plugin: &str, modes: &[&str], table: &[(&str, 
         "rows for modes {plugin} does not have: {stale:?}"
     );
 }
+
+/// A daemon (or any long-running child) that is killed and reaped when
+/// dropped, so a test that fails half-way leaves no process behind holding
+/// the API's port or working in a deleted directory.
+pub(crate) struct Daemon(Option<std::process::Child>);
+
+impl Daemon {
+    pub(crate) fn new(child: std::process::Child) -> Daemon {
+        Daemon(Some(child))
+    }
+
+    /// The child, no longer killed on drop.
+    pub(crate) fn into_child(mut self) -> std::process::Child {
+        self.0
+            .take()
+            .expect("a daemon holds its child until dropped")
+    }
+}
+
+impl std::ops::Deref for Daemon {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &std::process::Child {
+        self.0
+            .as_ref()
+            .expect("a daemon holds its child until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        self.0
+            .as_mut()
+            .expect("a daemon holds its child until dropped")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0
+            && matches!(child.try_wait(), Ok(None))
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sha2::{Digest, Sha256};
 
 use crate::http_server::{Reply, Server};
-use crate::support::guest;
+use crate::support::{Daemon, guest};
 
 /// A data directory with a `wharf.toml` whose tail is the test's, and a
 /// destination directory beside it.
@@ -123,13 +123,14 @@ impl Data {
     }
 
     /// `wharf run` in the background, its log in `daemon.log`.
-    fn daemon(&self) -> Child {
+    fn daemon(&self) -> Daemon {
         let log = std::fs::File::create(self.root.join("daemon.log")).unwrap();
         self.command(&["run"])
             .env("WHARF_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
+            .map(Daemon::new)
             .unwrap()
     }
 
