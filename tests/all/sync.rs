@@ -573,6 +573,14 @@ fn a_daemon_killed_mid_upload_leaves_the_file_to_be_synced_once_after_restart() 
     let copy = std::fs::read(data.dest.join("big.bin")).unwrap();
     assert_eq!(copy.len(), 256 << 20);
     assert!(copy.iter().all(|b| *b == 7));
+    // The killed copy's temporary file was taken over by the retry, not
+    // left in the destination.
+    let left: Vec<_> = std::fs::read_dir(&data.dest)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .filter(|name| name != "big.bin")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     // The interrupted attempt is not counted: one attempt, synced once.
     assert_eq!(data.rows("attempts")["files/big.bin"].as_deref(), Some("1"));
     assert_eq!(

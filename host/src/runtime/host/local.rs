@@ -1,14 +1,19 @@
 //! The `local-store` interface: an uploader's access to a `local`
 //! destination, a directory the host owns. The host copies the bytes, into a
 //! temporary file beside the target, synced and renamed into place, so a key
-//! holds either its old content or the whole new range, never a part.
+//! holds either its old content or the whole new range, never a part. The
+//! temporary file is named after the key and locked while it is written, so
+//! the one a killed copy left behind is taken over by the next copy to that
+//! key (the retry) instead of staying in the destination for good.
 //!
 //! Invariant: nothing is written or read outside the destination's root: a
 //! key is a relative path of plain names, checked before any file is touched.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{FlockOperation, flock};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Resource;
@@ -55,6 +60,69 @@ fn key_path(root: &Path, key: &str) -> Result<PathBuf, PluginError> {
     Ok(path)
 }
 
+/// Where a copy is written before it is renamed into place.
+struct Part {
+    path: PathBuf,
+    file: File,
+    /// Renamed into place: nothing to remove.
+    placed: bool,
+}
+
+impl Part {
+    /// `.wharf-part-` and a hash of the target's name, beside the target,
+    /// locked (`flock`, released by the kernel when its holder dies): a part
+    /// nobody holds is a killed copy's, taken over and emptied. When a live
+    /// copy holds it (two files with one content-addressed key), a name of
+    /// its own.
+    fn open(target: &Path) -> io::Result<Part> {
+        let parent = target.parent().unwrap_or(Path::new("."));
+        let name = target
+            .file_name()
+            .map_or(&[][..], |name| name.as_encoded_bytes());
+        let hash = hex::encode(&Sha256::digest(name)[..8]);
+        let path = parent.join(format!(".wharf-part-{hash}"));
+        // Not truncated until locked: a live copy may be writing it.
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        let (path, file) = if flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            file.set_len(0)?;
+            (path, file)
+        } else {
+            let (file, path) = tempfile::Builder::new()
+                .prefix(".wharf-part-")
+                .tempfile_in(parent)?
+                .keep()
+                .map_err(|err| err.error)?;
+            flock(&file, FlockOperation::NonBlockingLockExclusive)?;
+            (path, file)
+        };
+        Ok(Part {
+            path,
+            file,
+            placed: false,
+        })
+    }
+
+    /// Syncs the copy and renames it to `target`.
+    fn place(mut self, target: &Path) -> io::Result<()> {
+        self.file.sync_all()?;
+        std::fs::rename(&self.path, target)?;
+        self.placed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 impl CallState {
     fn local_root(&mut self) -> wasmtime::Result<PathBuf> {
         match &self.local {
@@ -83,10 +151,7 @@ impl CallState {
         if let Err(err) = std::fs::create_dir_all(parent) {
             return Ok(Err(failed(err)));
         }
-        let mut part = match tempfile::Builder::new()
-            .prefix(".wharf-part-")
-            .tempfile_in(parent)
-        {
+        let mut part = match Part::open(target) {
             Ok(part) => part,
             Err(err) => return Ok(Err(failed(err))),
         };
@@ -98,17 +163,14 @@ impl CallState {
             if let Err(err) = source.read_exact(&mut buffer[..want]) {
                 return Ok(Err(transient(format!("the file cannot be read: {err}"))));
             }
-            if let Err(err) = part.write_all(&buffer[..want]) {
+            if let Err(err) = part.file.write_all(&buffer[..want]) {
                 return Ok(Err(failed(err)));
             }
             left -= want as u64;
         }
         self.check_deadline()?;
-        if let Err(err) = part.as_file().sync_all() {
+        if let Err(err) = part.place(target) {
             return Ok(Err(failed(err)));
-        }
-        if let Err(err) = part.persist(target) {
-            return Ok(Err(failed(err.error)));
         }
         // The rename is durable once the directory is.
         if let Err(err) = File::open(parent).and_then(|dir| dir.sync_all()) {
@@ -184,6 +246,51 @@ impl local_api::Host for CallState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parts(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.starts_with(".wharf-part-"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_killed_copys_part_is_taken_over_by_the_next_copy_to_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.bin");
+        // A copy killed half-way: its part stays, and the kernel releases
+        // its lock (closed without the removal a failed copy does).
+        let mut killed = Part::open(&target).unwrap();
+        let leftover = killed.path.clone();
+        killed.file.write_all(b"half of it").unwrap();
+        killed.placed = true;
+        drop(killed);
+        assert_eq!(parts(dir.path()).len(), 1);
+        let mut retry = Part::open(&target).unwrap();
+        assert_eq!(retry.path, leftover, "the same part, taken over");
+        assert_eq!(std::fs::metadata(&leftover).unwrap().len(), 0, "emptied");
+        retry.file.write_all(b"whole").unwrap();
+        retry.place(&target).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"whole");
+        assert!(parts(dir.path()).is_empty(), "{:?}", parts(dir.path()));
+    }
+
+    #[test]
+    fn a_live_copy_to_the_same_key_gets_a_part_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("same");
+        let first = Part::open(&target).unwrap();
+        let second = Part::open(&target).unwrap();
+        assert_ne!(first.path, second.path);
+        assert_eq!(parts(dir.path()).len(), 2);
+        // A copy that fails leaves nothing.
+        drop(first);
+        drop(second);
+        assert!(parts(dir.path()).is_empty());
+    }
 
     #[test]
     fn keys_stay_under_the_root() {
