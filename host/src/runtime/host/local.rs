@@ -14,7 +14,6 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{FlockOperation, flock};
-
 use sha2::{Digest, Sha256};
 use wasmtime::component::Resource;
 
