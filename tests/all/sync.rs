@@ -731,8 +731,8 @@ fn an_s3_destination_syncs_each_file_once_and_survives_a_daemon_killed_mid_uploa
 
 #[test]
 fn on_one_worker_a_cleanup_asked_for_during_a_long_sync_runs_before_the_sync_ends() {
-    // Each upload takes 300 ms; eight of them hold the only worker for
-    // 2.4 s unless the lane makes way (after its 100 ms slice).
+    // Each upload takes 400 ms; twelve of them hold the only worker for
+    // 4.8 s unless the lane makes way (after its 100 ms slice).
     let stored: Objects = Arc::default();
     let kept = stored.clone();
     let server = Server::http(move |seen| {
@@ -742,7 +742,7 @@ fn on_one_worker_a_cleanup_asked_for_during_a_long_sync_runs_before_the_sync_end
         );
         match seen.method.as_str() {
             "PUT" => {
-                std::thread::sleep(Duration::from_millis(300));
+                std::thread::sleep(Duration::from_millis(400));
                 kept.lock()
                     .unwrap()
                     .insert(seen.path.clone(), seen.body.clone());
@@ -762,7 +762,7 @@ fn on_one_worker_a_cleanup_asked_for_during_a_long_sync_runs_before_the_sync_end
         ),
     )
     .unwrap();
-    for i in 0..8 {
+    for i in 0..12 {
         data.add(&format!("f{i}.bin"), format!("file {i}").as_bytes(), HOUR);
     }
     let mut daemon = data.daemon();
@@ -777,13 +777,13 @@ fn on_one_worker_a_cleanup_asked_for_during_a_long_sync_runs_before_the_sync_end
             .unwrap()
     };
     assert!(
-        synced() < 8,
+        synced() < 12,
         "the cleanup waited for the whole sync: {}",
         data.daemon_log()
     );
     wait_for("every file synced", Duration::from_secs(60), || {
-        synced() == 8
+        synced() == 12
     });
     terminate(&mut daemon);
-    assert_eq!(stored.lock().unwrap().len(), 8);
+    assert_eq!(stored.lock().unwrap().len(), 12);
 }
