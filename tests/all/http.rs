@@ -378,17 +378,22 @@ fn sigv4_requests_are_signed_by_the_host_with_the_payload_hash_and_never_carry_t
     assert_eq!(outside.connections(), 0);
 }
 
+/// A store whose PUT answers 200 bytes at 50 ms each: ten seconds, far
+/// past any deadline here.
+fn trickling_store() -> Server {
+    Server::http(|request| match request.method.as_str() {
+        "HEAD" => Reply::status(404),
+        _ => Reply::status(201)
+            .body(&[b'x'; 200])
+            .trickle(Duration::from_millis(50)),
+    })
+}
+
 #[test]
 fn a_body_trickling_past_the_deadline_fails_the_call_as_a_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime(dir.path());
-    let server = Server::http(|request| match request.method.as_str() {
-        "HEAD" => Reply::status(404),
-        // 200 bytes at 50 ms each: ten seconds, far past the deadline.
-        _ => Reply::status(201)
-            .body(&[b'x'; 200])
-            .trickle(Duration::from_millis(50)),
-    });
+    let server = trickling_store();
     let timeout = Duration::from_millis(500);
     let plugin = uploader(&runtime, timeout);
     let target = destination(server.url("/bucket"), &[&server], RemoteAccess::default());
@@ -409,12 +414,7 @@ fn a_destination_that_stalls_past_the_deadline_does_not_quarantine_its_uploader(
     let dir = tempfile::tempdir().unwrap();
     // Quarantined at the first fault that counts.
     let runtime = strict_runtime(dir.path());
-    let stalled = Server::http(|request| match request.method.as_str() {
-        "HEAD" => Reply::status(404),
-        _ => Reply::status(201)
-            .body(&[b'x'; 200])
-            .trickle(Duration::from_millis(50)),
-    });
+    let stalled = trickling_store();
     let timeout = Duration::from_millis(300);
     let plugin = uploader(&runtime, timeout);
     let target = destination(stalled.url("/bucket"), &[&stalled], RemoteAccess::default());
