@@ -279,6 +279,52 @@ fn on_a_single_worker_a_long_pausable_job_makes_way_for_a_waiting_one_and_finish
 }
 
 #[test]
+fn on_a_single_worker_an_inbox_scan_makes_way_for_a_waiting_job_and_finishes_after_it() {
+    let setup = Setup::new("");
+    std::fs::write(
+        setup.data.join("wharf.toml"),
+        "[ingest]\nscan_interval_ms = 86400000\nfile_last_modified_ms = 0\n\
+         [jobs]\nworkers = 1\ntime_slice_ms = 10\n",
+    )
+    .unwrap();
+    let mut daemon = setup.daemon();
+    wait_startup(&setup);
+    const FILES: usize = 5000;
+    let inbox = setup.data.join("inbox").join("drop");
+    std::fs::create_dir_all(&inbox).unwrap();
+    for i in 0..FILES {
+        std::fs::write(inbox.join(format!("f{i:05}.bin")), format!("file {i}")).unwrap();
+    }
+    let mut scan = job("ingest", Some("ingest"), 0);
+    scan.payload = "{}".into();
+    let scan = setup.index.enqueue_job(&scan, now_ms()).unwrap().id();
+    let short = setup.enqueue("test-record", None, 10);
+    wait_for("both jobs done", Duration::from_secs(120), || {
+        setup.job(scan).state == JobState::Done && setup.job(short).state == JobState::Done
+    });
+    let (scan, short) = (setup.job(scan), setup.job(short));
+    assert!(
+        short.finished_ms < scan.finished_ms,
+        "the short job waited for the whole scan: {short:?} {scan:?}"
+    );
+    assert_eq!(scan.attempts, 1, "making way is not a failed attempt");
+    let db = wharf::index::open_read_only(&setup.data.join("index.sqlite")).unwrap();
+    let indexed: i64 = db
+        .query_row(
+            "SELECT count(*) FROM files WHERE state = 'ready'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        indexed, FILES as i64,
+        "every file ingested, across the runs"
+    );
+    assert_eq!(std::fs::read_dir(&inbox).map_or(0, |d| d.count()), 0);
+    assert!(terminate(&mut daemon).success());
+}
+
+#[test]
 fn a_pausable_job_keeps_its_worker_when_another_worker_is_free() {
     let setup = Setup::new("workers = 2\ntime_slice_ms = 10");
     let mut daemon = setup.daemon();

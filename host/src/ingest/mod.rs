@@ -90,6 +90,10 @@ pub struct IngestOptions {
     /// Set to stop the run early (shutdown): files not started are reported
     /// as skipped and left where they are; a file being read is abandoned.
     pub cancel: Arc<AtomicBool>,
+    /// Set to stop the run early to make way for another job (the jobs
+    /// engine's time slice): as with `cancel`, what the run did not finish
+    /// stays for the next one.
+    pub pause: Arc<AtomicBool>,
     /// Copy through `tmp/` even from the store's own filesystem, as for a
     /// source on another one (the source is removed after the commit all
     /// the same). Tests use it to exercise the copy path anywhere.
@@ -126,6 +130,7 @@ impl IngestOptions {
             max_file_size_bytes: config.max_file_size_bytes,
             hash_threads: config.threads().max(1),
             cancel: Arc::new(AtomicBool::new(false)),
+            pause: Arc::new(AtomicBool::new(false)),
             always_copy: false,
             before_recheck: None,
             after_place: None,
@@ -334,7 +339,9 @@ impl<'a> Run<'a> {
     }
 
     fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed) || self.options.cancel.load(Ordering::Relaxed)
+        self.stop.load(Ordering::Relaxed)
+            || self.options.cancel.load(Ordering::Relaxed)
+            || self.options.pause.load(Ordering::Relaxed)
     }
 
     /// Files are placed in the store, except in an in-place run (fsck),

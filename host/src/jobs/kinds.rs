@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use super::{CLEANUP, GC, Handler, Handlers, INGEST, JobContext, JobError, Queue};
@@ -308,11 +308,14 @@ impl IngestJob {
     }
 }
 
-/// Bytes read of the scan's total, as job progress.
+/// Bytes read of the scan's total, as job progress; and where the scan
+/// learns that it should make way for a waiting job.
 struct ScanProgress<'a> {
     job: &'a JobContext<'a>,
     done: AtomicU64,
     total: AtomicU64,
+    /// The scan's `pause`.
+    pause: &'a AtomicBool,
 }
 
 impl Progress for ScanProgress<'_> {
@@ -325,6 +328,9 @@ impl Progress for ScanProgress<'_> {
         let done = self.done.fetch_add(bytes, Ordering::Relaxed) + bytes;
         self.job
             .progress(done, Some(self.total.load(Ordering::Relaxed)));
+        if !self.pause.load(Ordering::Relaxed) && self.job.should_yield() {
+            self.pause.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -337,6 +343,7 @@ impl Handler for IngestJob {
             job,
             done: AtomicU64::new(0),
             total: AtomicU64::new(0),
+            pause: &options.pause,
         };
         let report = ingest::scan_inbox(&self.data_dir, &self.index, &options, &progress)
             .map_err(JobError::Transient)?;
@@ -347,6 +354,11 @@ impl Handler for IngestJob {
         }
         if job.cancelled() {
             return Err(JobError::Cancelled);
+        }
+        // The files left in the inbox are the next run's, after the job
+        // this one made way for.
+        if options.pause.load(Ordering::Relaxed) {
+            return Err(JobError::Yielded);
         }
         Ok(())
     }

@@ -74,7 +74,8 @@ pub enum JobError {
     Cancelled,
     /// Paused because [`JobContext::should_yield`] said so: queued again at
     /// once, behind the job it made way for, the attempt not counted. The
-    /// next run carries on from what the index records as done.
+    /// next run carries on from where the work stands (a sync's rows in the
+    /// index, the files still in the inbox).
     #[error("made way for a waiting job")]
     Yielded,
 }
