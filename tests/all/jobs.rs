@@ -226,11 +226,17 @@ fn a_thousand_triggers_of_a_key_during_a_run_give_exactly_one_more_run() {
     assert!(terminate(&mut daemon).success());
 }
 
-/// A `test-record` job of `ms` that makes way when the pool asks.
-fn enqueue_pausable(setup: &Setup, ms: u64) -> JobId {
+/// Once the daemon's startup jobs are done, a `test-record` job of `ms` that
+/// makes way when the pool asks, started.
+fn start_pausable(setup: &Setup, ms: u64) -> JobId {
+    wait_startup(setup);
     let mut long = job("test-record", None, ms);
     long.payload = format!("{{\"ms\": {ms}, \"pausable\": true}}");
-    setup.index.enqueue_job(&long, now_ms()).unwrap().id()
+    let long = setup.index.enqueue_job(&long, now_ms()).unwrap().id();
+    wait_for("the long job to start", Duration::from_secs(30), || {
+        setup.count("start", long) == 1
+    });
+    long
 }
 
 /// Waits until the jobs a daemon queues when it starts (the startup
@@ -250,11 +256,7 @@ fn wait_startup(setup: &Setup) {
 fn on_a_single_worker_a_long_pausable_job_makes_way_for_a_waiting_one_and_finishes_after_it() {
     let setup = Setup::new("workers = 1\ntime_slice_ms = 200");
     let mut daemon = setup.daemon();
-    wait_startup(&setup);
-    let long = enqueue_pausable(&setup, 4000);
-    wait_for("the long job to start", Duration::from_secs(30), || {
-        setup.count("start", long) == 1
-    });
+    let long = start_pausable(&setup, 4000);
     let short = setup.enqueue("test-record", None, 10);
     wait_for("the short job to end", Duration::from_secs(30), || {
         setup.count("end", short) == 1
@@ -328,11 +330,7 @@ fn on_a_single_worker_an_inbox_scan_makes_way_for_a_waiting_job_and_finishes_aft
 fn a_pausable_job_keeps_its_worker_when_another_worker_is_free() {
     let setup = Setup::new("workers = 2\ntime_slice_ms = 10");
     let mut daemon = setup.daemon();
-    wait_startup(&setup);
-    let long = enqueue_pausable(&setup, 1500);
-    wait_for("the long job to start", Duration::from_secs(30), || {
-        setup.count("start", long) == 1
-    });
+    let long = start_pausable(&setup, 1500);
     let short = setup.enqueue("test-record", None, 100);
     wait_for("the long job to end", Duration::from_secs(30), || {
         setup.count("end", long) == 1
