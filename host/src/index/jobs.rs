@@ -602,20 +602,18 @@ fn finish_row(
                 params![id.0, owner, at_ms, error],
             )? == 1);
         }
-        Finish::Released => {
+        // Queued again, the attempt not counted: at once after a shutdown
+        // (saying so), just behind the jobs due now after making way.
+        Finish::Released | Finish::Yielded => {
+            let (at_ms, error) = match finish {
+                Finish::Released => (now_ms, Some("stopped by a shutdown; queued again")),
+                _ => (now_ms + 1, None),
+            };
             return Ok(tx.execute(
                 "UPDATE jobs SET state = 'queued', next_attempt_ms = ?3, owner = NULL, lease_expires_ms = NULL,
-                     attempts = max(attempts - 1, 0), last_error = 'stopped by a shutdown; queued again'
+                     attempts = max(attempts - 1, 0), last_error = coalesce(?4, last_error)
                  WHERE id = ?1 AND owner = ?2 AND state = 'running'",
-                params![id.0, owner, now_ms],
-            )? == 1);
-        }
-        Finish::Yielded => {
-            return Ok(tx.execute(
-                "UPDATE jobs SET state = 'queued', next_attempt_ms = ?3 + 1, owner = NULL, lease_expires_ms = NULL,
-                     attempts = max(attempts - 1, 0)
-                 WHERE id = ?1 AND owner = ?2 AND state = 'running'",
-                params![id.0, owner, now_ms],
+                params![id.0, owner, at_ms, error],
             )? == 1);
         }
     };
